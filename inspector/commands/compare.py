@@ -1,0 +1,69 @@
+"""``inspector compare A B``: the four distances between two image files, and a heatmap sheet."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from inspector import metrics
+from inspector.commands import print_json
+from inspector.errors import UserError
+from inspector.images import ImageLoadError, canonical
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="distances and a heatmap between two images",
+                       description="Compare two images in the canonical form (centre crop, resize, RGB in [0, 1]).")
+    p.add_argument("image_a", type=Path, metavar="IMAGE_A")
+    p.add_argument("image_b", type=Path, metavar="IMAGE_B")
+    p.add_argument("--size", type=int, default=256, help="side of the comparison square in pixels (default 256)")
+    p.add_argument("--heatmap", type=Path, metavar="OUT.png", help="write a side-by-side picture with heatmaps")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 8 <= args.size <= 4096:
+        raise UserError(f"--size must be between 8 and 4096 pixels, got {args.size}")
+    if args.heatmap is not None and args.heatmap.suffix.lower() != ".png":
+        raise UserError(f"--heatmap must name a .png file, got {args.heatmap}")
+    try:
+        a = canonical(args.image_a, args.size)
+        b = canonical(args.image_b, args.size)
+    except ImageLoadError as exc:
+        raise UserError(str(exc)) from None
+    d = metrics.distances(a, b)
+    result = {
+        "image_a": str(args.image_a),
+        "image_b": str(args.image_b),
+        "size": args.size,
+        "l2": d.l2,
+        "tiled_l2": d.tiled_l2,
+        "ssim": d.ssim,
+        # Two images alone have no crowd of neighbours: calibrated l2 against the other image is l2 / (0.5 * l2).
+        "calibrated_l2": metrics.calibrated_l2(a, b, [b]) if d.l2 > 0 else 0.0,
+        "near_copy": d.tiled_l2 <= metrics.EXTRACTION_THRESHOLD,
+        "threshold": metrics.EXTRACTION_THRESHOLD,
+    }
+    if args.heatmap is not None:
+        from inspector.heatmap import comparison_sheet
+
+        sheet = comparison_sheet(a, b, args.image_a.name, args.image_b.name, side=max(192, min(args.size, 320)))
+        tmp = args.heatmap.with_name(args.heatmap.name + ".part")
+        try:
+            sheet.save(tmp, format="PNG")
+            tmp.replace(args.heatmap)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"cannot write {args.heatmap}: {exc.strerror or exc}") from None
+        result["heatmap"] = str(args.heatmap)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"l2            {d.l2:.4f}   (0 = identical)")
+        print(f"tiled l2      {d.tiled_l2:.4f}   {metrics.describe_tiled_l2(d.tiled_l2)}")
+        print(f"SSIM          {d.ssim:.4f}   (1 = identical structure)")
+        print(f"calibrated l2 {result['calibrated_l2']:.4f}   (against the other image alone)")
+        if args.heatmap is not None:
+            print(f"heatmap       {args.heatmap}")
+    return 0

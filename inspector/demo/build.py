@@ -1,0 +1,86 @@
+"""``inspector demo build``: rebuild resources/demo (training set, model, prompts, report) deterministically."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from inspector.demo import world
+from inspector.demo.tokenizer import save_tokenizer
+from inspector.demo.train import TrainConfig, load_pixels, make_pipeline, train
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+
+
+def demo_dir() -> Path:
+    """Where the demo world lives (resources/demo beside the package, or inside an installed package)."""
+    from inspector.resources import resource_path
+
+    return resource_path("demo")
+
+
+def library_versions() -> dict[str, str]:
+    import diffusers
+    import numpy
+    import PIL
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def build(out: Path, cfg: TrainConfig | None = None, log=print) -> Path:
+    """Write the whole demo world into ``out`` and return it. Takes about 90 minutes on two CPU cores."""
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    log(f"writing the training set to {out / 'training'}")
+    pairs = world.build_training_set(out / "training", seed=cfg.seed)
+    captions = [c for _, c in pairs]
+    (out / "prompts.json").write_text(json.dumps(world.PROMPTS, indent=2) + "\n", encoding="utf-8")
+    work = out.parent / (out.name + ".work")
+    tokenizer = save_tokenizer(work / "tokenizer", captions)
+    pipe = make_pipeline(tokenizer, cfg)
+    pixels = load_pixels([p for p, _ in pairs])
+    log(f"training on {len(pairs)} images for {cfg.steps} steps of {cfg.batch_size}")
+    record = train(pipe, pixels, captions, cfg, work, log=log)
+    model_dir = out / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    pipe.save_pretrained(model_dir, safe_serialization=True)
+    record.update(
+        {
+            "seed": cfg.seed,
+            "images": len(pairs),
+            "unet_parameters": sum(p.numel() for p in pipe.unet.parameters()),
+            "text_encoder_parameters": sum(p.numel() for p in pipe.text_encoder.parameters()),
+            "versions": library_versions(),
+            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {cfg.threads} threads",
+            "build_seconds": time.time() - started,
+        }
+    )
+    (out / "training_record.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    from inspector.demo.report import write_report
+
+    write_report(out)
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"demo world written to {out}")
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else RESOURCES / "demo"
+    build(target)

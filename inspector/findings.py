@@ -1,0 +1,65 @@
+"""What the product is about, as plain data: a generation's neighbours and a reviewer's finding.
+
+Shared by the training index (which finds neighbours), the extraction code (which suggests verdicts), the
+casebook (which stores findings) and the GUI (which shows them). No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: The labels a person can give; "unlabeled" is the state before anyone has looked.
+LABELS = ("memorized", "likeness-only", "novel")
+UNLABELED = "unlabeled"
+#: Suggested verdicts (never labels): "likeness?" is a question for the person.
+SUGGESTIONS = ("memorized", "likeness?", "novel")
+
+
+@dataclass
+class Neighbour:
+    """One training image near a generation, with its distances to it.
+
+    Distances are computed in the canonical form at the index's comparison size: ``l2`` and ``tiled_l2`` in
+    [0, 1] (0 = identical), ``ssim`` in [-1, 1] (1 = identical), ``calibrated_l2`` >= 0 (< 1: far closer than the
+    crowd of the 50 nearest).
+    """
+
+    rank: int  # 1 = nearest
+    item_id: int  # the image's id inside its index
+    source: str  # file path or shard/key it came from (the first of its duplicates)
+    caption: str
+    duplicate_count: int  # how many times these exact bytes occur in the training set
+    l2: float
+    tiled_l2: float
+    ssim: float
+    calibrated_l2: float | None = None
+    index_id: str = ""  # identity of the index (its manifest's id)
+    thumbnail: str | None = None  # path of a display thumbnail inside the index folder
+    image_sha256: str = ""
+    licence: str | None = None
+    semantic_similarity: float | None = None  # cosine similarity of CLIP embeddings, when configured
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Finding:
+    """One generation, its four nearest training images, the suggestion, and the person's label."""
+
+    prompt: str
+    seed: int
+    image_png: bytes  # the generation exactly as made, PNG with its provenance chunks
+    provenance: dict[str, Any]  # prompt, negative prompt, seed, steps, guidance, scheduler, size, model, versions
+    neighbours: list[Neighbour] = field(default_factory=list)
+    negative_prompt: str = ""
+    suggested_verdict: str | None = None
+    suggestion_reason: str = ""  # plain words: why the suggestion is what it is
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. clique_size, wen_score, in_clique
+    label: str = UNLABELED
+    reviewer: str = ""
+    notes: str = ""
+    id: int | None = None  # set by the casebook
+    created_at: str | None = None
+    updated_at: str | None = None

@@ -1,0 +1,79 @@
+"""Carlini's clique filter and the suggestion rule, on constructed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspector import metrics
+from inspector.extraction import (
+    largest_clique,
+    min_flag_clique,
+    pairwise_tiled_l2,
+    suggest_verdict,
+)
+from inspector.findings import Neighbour
+
+
+def nb(tiled, cal=None, sem=None, dup=1, rank=1):
+    return Neighbour(rank=rank, item_id=rank, source=f"s{rank}", caption="c", duplicate_count=dup, l2=tiled / 2,
+                     tiled_l2=tiled, ssim=0.5, calibrated_l2=cal, semantic_similarity=sem)
+
+
+def test_pairwise_tiled_l2_matches_the_metric_pair_by_pair():
+    rng = np.random.default_rng(0)
+    ims = rng.random((6, 16, 16, 3))
+    d = pairwise_tiled_l2(ims)
+    for i in range(6):
+        for j in range(6):
+            assert d[i, j] == pytest.approx(metrics.tiled_l2(ims[i], ims[j]), abs=1e-9)
+
+
+def test_near_identical_generations_form_a_flagged_clique_with_a_medoid():
+    rng = np.random.default_rng(1)
+    base = rng.random((16, 16, 3))
+    copies = [np.clip(base + rng.normal(0, 0.01, base.shape), 0, 1) for _ in range(12)]
+    others = [rng.random((16, 16, 3)) for _ in range(20)]
+    d = pairwise_tiled_l2(np.stack(copies + others))
+    result = largest_clique(d)
+    assert result.members == list(range(12))
+    assert result.flagged and result.size == 12
+    assert result.medoid in result.members
+
+
+def test_diverse_generations_are_not_flagged():
+    rng = np.random.default_rng(2)
+    d = pairwise_tiled_l2(rng.random((32, 16, 16, 3)))
+    result = largest_clique(d)
+    assert not result.flagged and result.size == 0 and result.medoid is None
+
+
+def test_the_flag_size_scales_with_n_like_the_paper():
+    assert min_flag_clique(500) == 10
+    assert min_flag_clique(1000) == 20
+    assert min_flag_clique(32) == 3
+    with pytest.raises(ValueError):
+        min_flag_clique(0)
+
+
+@pytest.mark.parametrize(
+    "neighbours, verdict",
+    [
+        ([nb(0.06, cal=0.3, dup=200)], "memorized"),
+        ([nb(0.15, cal=0.9)], "memorized"),  # at the threshold counts as a copy
+        ([nb(0.16, cal=0.8)], "likeness?"),
+        ([nb(0.3, cal=1.2, sem=0.95)], "likeness?"),
+        ([nb(0.3, cal=1.2, sem=0.5)], "novel"),
+        ([nb(0.3, cal=1.0)], "novel"),  # calibrated l2 must be below 1
+        ([], "novel"),
+    ],
+)
+def test_the_suggestion_rule_on_constructed_distances(neighbours, verdict):
+    s = suggest_verdict(neighbours)
+    assert s.verdict == verdict
+    assert s.reason
+
+
+def test_memorized_reason_names_the_duplicates():
+    s = suggest_verdict([nb(0.05, dup=200)])
+    assert "200 times" in s.reason and "0.05" in s.reason

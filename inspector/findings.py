@@ -39,8 +39,12 @@ class Neighbour:
     image_sha256: str = ""
     licence: str | None = None
     semantic_similarity: float | None = None  # cosine similarity of CLIP embeddings, when configured
+    # The thumbnail's PNG bytes: filled in by the casebook, which keeps them so that one file is the whole
+    # evidence; a caller may set it instead of ``thumbnail`` when it has the bytes at hand.
+    thumbnail_png: bytes | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
+        """All fields as plain data (``thumbnail_png`` stays bytes; drop it before writing JSON)."""
         return asdict(self)
 
 
@@ -63,3 +67,64 @@ class Finding:
     id: int | None = None  # set by the casebook
     created_at: str | None = None
     updated_at: str | None = None
+    image_sha256: str = ""  # sha256 (hex) of ``image_png``, set by the casebook
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    """One entry of a finding's append-only label history.
+
+    ``label`` is the finding's label after the event. ``action`` is "record" (the finding entered the
+    casebook), "label" (a person chose a label), "undo" (a person took back the label change ``undoes``) or
+    "note" (a person changed the notes). ``hash`` is the sha256 (hex) over ``prev_hash`` and this event's
+    content, so that changing or removing an earlier event breaks the chain.
+    """
+
+    id: int
+    finding_id: int
+    action: str
+    label: str
+    previous_label: str | None
+    reviewer: str
+    note: str
+    created_at: str  # UTC, ISO 8601
+    image_sha256: str
+    prev_hash: str
+    hash: str
+    undoes: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FindingSummary:
+    """A finding as a list of findings shows it: no full image, no neighbours, no provenance.
+
+    ``nearest_tiled_l2`` and ``nearest_l2`` are the distances to the rank-1 neighbour, in [0, 1], or None when
+    the finding has no neighbours.
+    """
+
+    id: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    label: str
+    reviewer: str
+    notes: str
+    suggested_verdict: str | None
+    suggestion_reason: str
+    nearest_tiled_l2: float | None
+    nearest_l2: float | None
+    model_id: str
+    model_sha256: str
+    image_sha256: str
+    created_at: str
+    updated_at: str
+    thumbnail_png: bytes | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data without the thumbnail bytes, ready for JSON."""
+        data = asdict(self)
+        data.pop("thumbnail_png")
+        return data

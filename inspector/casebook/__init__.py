@@ -1,0 +1,48 @@
+"""The casebook: labeled findings in one SQLite file that never loses a label (DESIGN.md, "Casebook").
+
+>>> from inspector.casebook import Casebook, default_casebook_path
+>>> with Casebook.open(default_casebook_path()) as book:       # doctest: +SKIP
+...     finding_id = book.record(finding)
+...     book.label(finding_id, "memorized", reviewer="ana")
+
+The file opens in any SQLite tool (Datasette shows its tables and thumbnails); ``verify`` checks that nothing
+was changed outside the API. No Qt here.
+"""
+
+from __future__ import annotations
+
+from inspector.casebook.errors import (
+    CasebookBusyError,
+    CasebookError,
+    CasebookNotFoundError,
+    FindingNotFoundError,
+    NewerCasebookError,
+    NotACasebookError,
+    ReadOnlyCasebookError,
+)
+from inspector.casebook.paths import DATA_DIR_ENV, data_dir, default_casebook_path
+from inspector.casebook.pictures import THUMBNAIL_SIDE
+from inspector.casebook.schema import APPLICATION_ID, SCHEMA_VERSION
+from inspector.casebook.store import Casebook, fts_query, model_identity
+from inspector.casebook.verify import Problem, VerifyReport
+
+__all__ = [
+    "APPLICATION_ID",
+    "DATA_DIR_ENV",
+    "SCHEMA_VERSION",
+    "THUMBNAIL_SIDE",
+    "Casebook",
+    "CasebookBusyError",
+    "CasebookError",
+    "CasebookNotFoundError",
+    "FindingNotFoundError",
+    "NewerCasebookError",
+    "NotACasebookError",
+    "Problem",
+    "ReadOnlyCasebookError",
+    "VerifyReport",
+    "data_dir",
+    "default_casebook_path",
+    "fts_query",
+    "model_identity",
+]

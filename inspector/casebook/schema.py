@@ -1,0 +1,176 @@
+"""The casebook's tables and their migrations.
+
+A casebook is a SQLite file marked with ``PRAGMA application_id`` = :data:`APPLICATION_ID`; its schema version
+is ``PRAGMA user_version`` and each applied migration is a row of ``casebook_migrations``. Migrations run in
+order, each inside the caller's write transaction together with the row that records it, so a crash leaves
+either the old schema or the new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from inspector import __version__
+from inspector.findings import LABELS, UNLABELED
+
+#: "MICB" (Memorization Inspector CaseBook) as a big-endian 32-bit integer: marks a SQLite file as a casebook.
+APPLICATION_ID = 0x4D494342
+#: What ``casebook_info.format`` says, for people browsing the file in another tool.
+FORMAT_NAME = "Memorization Inspector casebook"
+
+ALL_LABELS = (*LABELS, UNLABELED)
+EVENT_ACTIONS = ("record", "label", "undo", "note")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _v1_initial_schema(db: sqlite_utils.Database) -> None:
+    # Blobs come last in each row: reading the columns before a blob never walks the blob's overflow pages,
+    # which keeps filtering fast however large the images are.
+    db.executescript(f"""
+        CREATE TABLE casebook_info (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE casebook_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL,
+            inspector_version TEXT NOT NULL
+        );
+        CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '{UNLABELED}' CHECK (label IN ({_sql_list(ALL_LABELS)})),
+            reviewer TEXT NOT NULL DEFAULT '',
+            notes TEXT NOT NULL DEFAULT '',
+            prompt TEXT NOT NULL,
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            seed INTEGER NOT NULL,
+            suggested_verdict TEXT,
+            suggestion_reason TEXT NOT NULL DEFAULT '',
+            nearest_tiled_l2 REAL,
+            nearest_l2 REAL,
+            model_id TEXT NOT NULL DEFAULT '',
+            model_sha256 TEXT NOT NULL DEFAULT '',
+            metrics TEXT NOT NULL DEFAULT '{{}}',
+            provenance TEXT NOT NULL DEFAULT '{{}}',
+            neighbour_captions TEXT NOT NULL DEFAULT '',
+            image_width INTEGER,
+            image_height INTEGER,
+            image_sha256 TEXT NOT NULL,
+            thumbnail_sha256 TEXT,
+            thumbnail_png BLOB,
+            image_png BLOB NOT NULL
+        );
+        CREATE TABLE neighbours (
+            id INTEGER PRIMARY KEY,
+            finding_id INTEGER NOT NULL REFERENCES findings(id),
+            rank INTEGER NOT NULL,
+            index_id TEXT NOT NULL DEFAULT '',
+            item_id INTEGER NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            caption TEXT NOT NULL DEFAULT '',
+            duplicate_count INTEGER NOT NULL DEFAULT 1,
+            l2 REAL,
+            tiled_l2 REAL,
+            ssim REAL,
+            calibrated_l2 REAL,
+            semantic_similarity REAL,
+            licence TEXT,
+            image_sha256 TEXT NOT NULL DEFAULT '',
+            thumbnail_path TEXT,
+            thumbnail_sha256 TEXT,
+            thumbnail_png BLOB,
+            UNIQUE (finding_id, rank)
+        );
+        CREATE TABLE label_events (
+            id INTEGER PRIMARY KEY,
+            finding_id INTEGER NOT NULL REFERENCES findings(id),
+            action TEXT NOT NULL CHECK (action IN ({_sql_list(EVENT_ACTIONS)})),
+            label TEXT NOT NULL CHECK (label IN ({_sql_list(ALL_LABELS)})),
+            previous_label TEXT,
+            reviewer TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            undoes INTEGER REFERENCES label_events(id),
+            image_sha256 TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE
+        );
+        CREATE TRIGGER label_events_are_append_only_update BEFORE UPDATE ON label_events
+        BEGIN
+            SELECT RAISE(ABORT, 'label_events is append-only: record a new event instead');
+        END;
+        CREATE TRIGGER label_events_are_append_only_delete BEFORE DELETE ON label_events
+        BEGIN
+            SELECT RAISE(ABORT, 'label_events is append-only: record a new event instead');
+        END;
+        CREATE VIEW findings_overview AS
+            SELECT f.id, f.label, f.suggested_verdict, f.prompt, f.seed,
+                   f.thumbnail_png AS generation, n.thumbnail_png AS nearest,
+                   n.tiled_l2 AS nearest_tiled_l2, n.caption AS nearest_caption, n.source AS nearest_source,
+                   f.reviewer, f.notes, f.model_id, f.updated_at
+            FROM findings AS f
+            LEFT JOIN neighbours AS n ON n.finding_id = f.id AND n.rank = 1;
+    """)
+    findings = db["findings"]
+    for columns in (["label"], ["reviewer"], ["model_id"], ["model_sha256"], ["image_sha256"], ["prompt", "seed"]):
+        findings.create_index(columns)
+    db["neighbours"].create_index(["finding_id", "rank"], unique=False, index_name="neighbours_by_finding")
+    db["label_events"].create_index(["finding_id", "id"], index_name="label_events_by_finding")
+    findings.enable_fts(["prompt", "negative_prompt", "notes", "neighbour_captions"], create_triggers=True,
+                        tokenize="porter")
+    now = utc_now()
+    db.execute(
+        "INSERT INTO casebook_info (key, value) VALUES ('format', ?), ('created_at', ?), ('created_by', ?),"
+        " ('event_head', ?), ('event_count', '0')",
+        [FORMAT_NAME, now, f"memorization-inspector {__version__}", "0" * 64],
+    )
+
+
+#: Every migration, oldest first; version n brings the schema from n - 1 to n. Never edit a released one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "findings, neighbours, append-only label events, full-text search", _v1_initial_schema),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def utc_now() -> str:
+    """The current time in UTC as ISO 8601 with microseconds, e.g. ``2026-11-29T15:00:00.123456Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def migrate(db: sqlite_utils.Database, from_version: int) -> list[int]:
+    """Apply the migrations after ``from_version`` inside the caller's open write transaction.
+
+    Returns the versions applied. The caller has checked that ``from_version`` <= :data:`SCHEMA_VERSION`.
+    """
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= from_version:
+            continue
+        migration.apply(db)
+        db.execute(
+            "INSERT INTO casebook_migrations (version, name, applied_at, inspector_version) VALUES (?, ?, ?, ?)",
+            [migration.version, migration.name, utc_now(), __version__],
+        )
+        applied.append(migration.version)
+    if applied:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return applied

@@ -1,0 +1,178 @@
+"""``verify``: is the casebook still the evidence it was when written?
+
+Checks ``PRAGMA integrity_check`` and ``foreign_key_check``, every stored image and thumbnail against its
+sha256, the label-event hash chain (each event's hash, its link to the one before, the recorded head), and that
+each finding's current label is the one its last event gave it. Reads only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from inspector.casebook.chain import GENESIS, HASHED_FIELDS, event_hash
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failed check. ``finding_id`` is None for problems of the file as a whole."""
+
+    finding_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = "casebook" if self.finding_id is None else f"finding {self.finding_id}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :meth:`Casebook.verify`. ``ok`` when no problem was found."""
+
+    problems: list[Problem] = field(default_factory=list)
+    integrity: list[str] = field(default_factory=list)  # the lines of PRAGMA integrity_check ("ok" when fine)
+    findings_checked: int = 0
+    images_checked: int = 0  # generation images, their thumbnails and neighbour thumbnails
+    events_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def failing_findings(self) -> list[int]:
+        """Ids of the findings with at least one problem, ascending."""
+        return sorted({p.finding_id for p in self.problems if p.finding_id is not None})
+
+    def by_finding(self) -> dict[int | None, list[str]]:
+        """Reasons grouped by finding id (None: the file as a whole)."""
+        out: dict[int | None, list[str]] = defaultdict(list)
+        for p in self.problems:
+            out[p.finding_id].append(p.reason)
+        return dict(out)
+
+    def summary(self) -> str:
+        """One line in plain words."""
+        checked = (f"{self.findings_checked} findings, {self.images_checked} images and {self.events_checked}"
+                   " label events")
+        if self.ok:
+            return f"all is well: {checked} checked, SQLite integrity check ok"
+        n = len(self.failing_findings)
+        return f"{len(self.problems)} problems, {n} findings fail ({checked} checked)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "integrity": self.integrity,
+            "findings_checked": self.findings_checked,
+            "images_checked": self.images_checked,
+            "events_checked": self.events_checked,
+            "failing_findings": self.failing_findings,
+            "problems": [{"finding_id": p.finding_id, "reason": p.reason} for p in self.problems],
+        }
+
+
+def _sha256(blob: bytes | None) -> str | None:
+    return None if blob is None else hashlib.sha256(blob).hexdigest()
+
+
+def verify_casebook(conn: sqlite3.Connection) -> VerifyReport:
+    """Run every check on an open casebook connection (inside one read transaction, so that a concurrent
+    writer cannot make the checks disagree with each other)."""
+    report = VerifyReport()
+    conn.execute("BEGIN")
+    try:
+        _check_sqlite(conn, report)
+        finding_images = _check_images(conn, report)
+        _check_events(conn, report, finding_images)
+    except sqlite3.DatabaseError as exc:  # a damaged file: report it, do not crash the check
+        report.problems.append(Problem(None, f"the file cannot be read to the end: {exc}"))
+    finally:
+        conn.execute("ROLLBACK")
+    report.problems.sort(key=lambda p: (p.finding_id is not None, p.finding_id or 0))
+    return report
+
+
+def _check_sqlite(conn: sqlite3.Connection, report: VerifyReport) -> None:
+    report.integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    if report.integrity != ["ok"]:
+        for line in report.integrity:
+            report.problems.append(Problem(None, f"SQLite integrity check: {line}"))
+    for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
+        finding_id = None
+        if table in ("neighbours", "label_events"):
+            finding_id = conn.execute(f"SELECT finding_id FROM {table} WHERE rowid = ?", (rowid,)).fetchone()[0]
+        report.problems.append(Problem(finding_id, f"a row of {table} points to a missing row of {parent}"))
+
+
+def _check_images(conn: sqlite3.Connection, report: VerifyReport) -> dict[int, str]:
+    """Check each stored image against its sha256; return each finding's stored image sha256."""
+    stored: dict[int, str] = {}
+    rows = conn.execute("SELECT id, image_sha256, thumbnail_sha256, image_png, thumbnail_png FROM findings")
+    for finding_id, image_sha, thumb_sha, image, thumb in rows:
+        report.findings_checked += 1
+        stored[finding_id] = image_sha
+        report.images_checked += 1
+        if _sha256(image) != image_sha:
+            report.problems.append(Problem(finding_id, "the generation image does not match its sha256"))
+        if thumb is not None or thumb_sha is not None:
+            report.images_checked += 1
+            if _sha256(thumb) != thumb_sha:
+                report.problems.append(Problem(finding_id, "the generation thumbnail does not match its sha256"))
+    rows = conn.execute("SELECT finding_id, rank, thumbnail_sha256, thumbnail_png FROM neighbours")
+    for finding_id, rank, thumb_sha, thumb in rows:
+        if thumb is None and thumb_sha is None:
+            continue
+        report.images_checked += 1
+        if _sha256(thumb) != thumb_sha:
+            report.problems.append(Problem(finding_id, f"the thumbnail of neighbour {rank} does not match its sha256"))
+    return stored
+
+
+def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images: dict[int, str]) -> None:
+    columns = ", ".join(HASHED_FIELDS)
+    rows = conn.execute(f"SELECT {columns}, prev_hash, hash FROM label_events ORDER BY id")
+    names = [*HASHED_FIELDS, "prev_hash", "hash"]
+    last_label: dict[int, str] = {}
+    prev_stored = GENESIS
+    for values in rows:
+        event = dict(zip(names, values, strict=True))
+        report.events_checked += 1
+        fid = event["finding_id"]
+        eid = event["id"]
+        if event["prev_hash"] != prev_stored:
+            report.problems.append(Problem(fid, f"label event {eid} does not follow the event before it"
+                                                " (an earlier event was changed or removed)"))
+        if event_hash(event["prev_hash"], event) != event["hash"]:
+            report.problems.append(Problem(fid, f"label event {eid} was changed after it was written"))
+        prev_stored = event["hash"]
+        if fid not in finding_images:
+            report.problems.append(Problem(fid, f"label event {eid} belongs to a finding that is missing"))
+            continue
+        if event["image_sha256"] != finding_images[fid]:
+            report.problems.append(Problem(fid, f"label event {eid} was made for a different generation image"))
+        if event["action"] != "record":
+            before = last_label.get(fid)
+            if before is None:
+                report.problems.append(Problem(fid, f"label event {eid} comes before the finding was recorded"))
+            elif event["previous_label"] != before:
+                report.problems.append(Problem(fid, f"label event {eid} says the label was"
+                                                    f" '{event['previous_label']}' but it was '{before}'"))
+        last_label[fid] = event["label"]
+    _check_head(conn, report, prev_stored)
+    for fid, label in conn.execute("SELECT id, label FROM findings ORDER BY id"):
+        if fid not in last_label:
+            report.problems.append(Problem(fid, "the finding has no label events (its history was removed)"))
+        elif label != last_label[fid]:
+            report.problems.append(Problem(fid, f"its label is '{label}' but its last label event says"
+                                                f" '{last_label[fid]}'"))
+
+
+def _check_head(conn: sqlite3.Connection, report: VerifyReport, last_hash: str) -> None:
+    info = dict(conn.execute("SELECT key, value FROM casebook_info WHERE key IN ('event_head', 'event_count')"))
+    if info.get("event_head") != last_hash or info.get("event_count") != str(report.events_checked):
+        report.problems.append(Problem(None, "the label-event chain does not end where the casebook recorded it"
+                                             " (the newest events were removed or the record was changed)"))

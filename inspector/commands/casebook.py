@@ -1,0 +1,118 @@
+"""``inspector casebook list | label | export | verify``: work with a casebook file from the command line.
+
+Exit 0 on success, 2 on bad input (a missing or refused file, an unknown finding: one line on stderr), and for
+``verify`` 1 when a check fails. The casebook modules are imported when a command runs, so that the command
+line starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from inspector.commands import print_json
+
+LABEL_CHOICES = ("memorized", "likeness-only", "novel")
+LIST_LABEL_CHOICES = (*LABEL_CHOICES, "unlabeled")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "casebook", help="list, label, export and verify the findings of a casebook",
+        description="Work with a casebook: the SQLite file of findings, their nearest training images and labels.")
+    actions = p.add_subparsers(dest="casebook_action", metavar="ACTION", required=True)
+
+    a = actions.add_parser("list", help="list findings, optionally by label or matching text",
+                           description="List the findings of a casebook, oldest first.")
+    a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
+    a.add_argument("--label", choices=LIST_LABEL_CHOICES, help="only findings with this label")
+    a.add_argument("--search", metavar="TEXT",
+                   help="only findings whose prompt, notes or neighbour captions contain every word of TEXT")
+    a.add_argument("--json", action="store_true", help="print one JSON list of findings, each with its id")
+    a.set_defaults(func=run_list)
+
+    a = actions.add_parser("label", help="label one finding", description=(
+        "Label a finding. The old label stays in its history; the new one is a new event."))
+    a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
+    a.add_argument("finding_id", type=int, metavar="FINDING_ID", help="the finding's id (see casebook list)")
+    a.add_argument("label", choices=LABEL_CHOICES, metavar="memorized|likeness-only|novel",
+                   help="memorized: a near copy of a training image; likeness-only: the same subject, no near"
+                        " copy; novel: neither")
+    a.add_argument("--note", default="", metavar="TEXT", help="why; becomes the finding's notes")
+    a.add_argument("--reviewer", default="", metavar="NAME", help="who is labeling")
+    a.set_defaults(func=run_label)
+
+    a = actions.add_parser("export", help="write the casebook as an HTML report, CSV or JSON", description=(
+        "Export every finding. HTML is one self-contained file (images inline) for a reviewer; CSV one row per"
+        " finding; JSON every field but the image bytes. The file appears only when complete."))
+    a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
+    a.add_argument("--format", required=True, choices=("html", "csv", "json"), dest="fmt")
+    a.add_argument("--out", required=True, type=Path, metavar="PATH", help="the file to write")
+    a.set_defaults(func=run_export)
+
+    a = actions.add_parser("verify", help="check that nothing was changed or damaged", description=(
+        "Check the SQLite file, every stored image against its sha256, the label-event hash chain and the"
+        " current labels. Exit 0 when all is well, 1 when a check fails (each failing finding is named)."))
+    a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
+    a.set_defaults(func=run_verify)
+
+
+def _open(path: Path, readonly: bool = True):
+    from inspector.casebook import Casebook
+
+    return Casebook.open(path, create=False, readonly=readonly)
+
+
+def _printable(text: str, width: int | None = None) -> str:
+    """Text safe for a terminal (no control characters or escape sequences), cut to ``width`` characters."""
+    text = "".join(c if c.isprintable() else " " for c in text)
+    if width is not None and len(text) > width:
+        text = text[: width - 1] + "…"
+    return text
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with _open(args.file) as book:
+        found = book.findings(label=args.label, text=args.search)
+    if args.json:
+        print_json([s.as_dict() for s in found])
+        return 0
+    if not found:
+        print("no findings" + (" match" if args.label or args.search else " yet"))
+        return 0
+    print(f"{'id':>6}  {'label':<13}  {'suggested':<10}  {'tiled l2':>8}  {'seed':>10}  {'reviewer':<12}  prompt")
+    per_label: dict[str, int] = {}
+    for s in found:
+        tiled = "" if s.nearest_tiled_l2 is None else f"{s.nearest_tiled_l2:.3f}"
+        print(f"{s.id:>6}  {s.label:<13}  {s.suggested_verdict or '':<10}  {tiled:>8}  {s.seed:>10}  "
+              f"{_printable(s.reviewer, 12):<12}  {_printable(s.prompt, 70)}")
+        per_label[s.label] = per_label.get(s.label, 0) + 1
+    parts = ", ".join(f"{n} {label}" for label, n in sorted(per_label.items()))
+    print(f"{len(found)} findings ({parts})")
+    return 0
+
+
+def run_label(args: argparse.Namespace) -> int:
+    with _open(args.file, readonly=False) as book:
+        event = book.label(args.finding_id, args.label, reviewer=args.reviewer, note=args.note)
+    who = f" by {_printable(event.reviewer)}" if event.reviewer else ""
+    print(f"finding {event.finding_id}: {event.previous_label} -> {event.label}{who} (label event {event.id})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from inspector.report import export
+
+    with _open(args.file) as book:
+        n = export(book, args.out, args.fmt)
+    print(f"wrote {args.out} ({n} findings, {args.fmt})")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    with _open(args.file) as book:
+        report = book.verify()
+    for problem in report.problems:
+        print(_printable(str(problem)))
+    print(("ok: " if report.ok else "FAILED: ") + report.summary())
+    return 0 if report.ok else 1

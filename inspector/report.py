@@ -1,0 +1,426 @@
+"""Exports of a casebook for people who do not run the inspector: a self-contained HTML report for a legal
+reviewer, CSV for a spreadsheet, JSON for programs.
+
+Everything is written atomically (:func:`export`): a temporary file beside the target, renamed over it only
+when complete, so an error never leaves half a report. No Qt here.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import math
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from PIL import Image
+
+from inspector import __version__, heatmap, metrics
+from inspector.casebook import Casebook, model_identity
+from inspector.casebook.jsontext import dumps, jsonable
+from inspector.errors import UserError
+from inspector.findings import LABELS, UNLABELED, Finding, LabelEvent, Neighbour
+from inspector.images import canonical
+
+FORMATS = ("html", "csv", "json")
+
+LABEL_WORDS = {
+    "memorized": "Memorized: a near copy of a training image",
+    "likeness-only": "Likeness only: the same subject as training images, but no near copy",
+    "novel": "Novel: neither a copy nor a likeness",
+    UNLABELED: "Not labeled yet",
+}
+ACTION_WORDS = {"record": "recorded", "label": "labeled", "undo": "undid a label change", "note": "changed the notes"}
+#: Side of the heatmaps in the HTML report, in pixels of comparison (they are shown larger).
+HEATMAP_SIDE = 128
+#: Largest difference on the heatmap colour scale (mean absolute channel difference in [0, 1]).
+HEATMAP_VMAX = 0.5
+
+
+def export(casebook: Casebook, out: str | os.PathLike, fmt: str) -> int:
+    """Write the whole casebook to ``out`` as ``fmt`` ("html", "csv" or "json"); return the number of findings.
+
+    Raises
+    ------
+    UserError
+        When the format is unknown or ``out`` cannot be written (its folder is missing, it is a folder, no
+        permission, disk full). ``out`` is then left as it was.
+    """
+    writers = {"html": write_html, "csv": write_csv, "json": write_json}
+    if fmt not in writers:
+        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{out} is a folder: give the path of the file to write")
+    if not out.parent.is_dir():
+        raise UserError(f"the folder {out.parent} does not exist: create it or choose another --out")
+    with atomic_text_file(out, newline="" if fmt == "csv" else None) as stream:
+        return writers[fmt](casebook, stream)
+
+
+@contextmanager
+def atomic_text_file(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """A UTF-8 text file that appears at ``path`` only when the block finishes without an error."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline=newline) as stream:  # mode 0666 & ~umask, like any file
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _all_findings(casebook: Casebook) -> Iterator[Finding]:
+    for summary in casebook.findings():
+        yield casebook.get(summary.id)
+
+
+# --- JSON -------------------------------------------------------------------------------------------------
+
+
+def finding_record(finding: Finding, history: list[LabelEvent]) -> dict[str, Any]:
+    """A finding as plain JSON data: every field but the image bytes (their sha256 stands for them)."""
+    data = {
+        "id": finding.id,
+        "prompt": finding.prompt,
+        "negative_prompt": finding.negative_prompt,
+        "seed": finding.seed,
+        "label": finding.label,
+        "reviewer": finding.reviewer,
+        "notes": finding.notes,
+        "suggested_verdict": finding.suggested_verdict,
+        "suggestion_reason": finding.suggestion_reason,
+        "metrics": finding.metrics,
+        "provenance": finding.provenance,
+        "image_sha256": finding.image_sha256,
+        "created_at": finding.created_at,
+        "updated_at": finding.updated_at,
+        "neighbours": [_neighbour_record(n) for n in finding.neighbours],
+        "label_history": [e.as_dict() for e in history],
+    }
+    return _finite(jsonable(data))
+
+
+def _neighbour_record(n: Neighbour) -> dict[str, Any]:
+    data = n.as_dict()
+    thumb = data.pop("thumbnail_png")
+    data["thumbnail_sha256"] = _sha256(thumb) if thumb else None
+    return data
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _finite(value: Any) -> Any:
+    """Strict JSON: a non-finite number becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(casebook: Casebook, stream: IO[str]) -> int:
+    """One JSON document: the casebook's counts and its findings with neighbours and label history."""
+    head = {
+        "format": "Memorization Inspector casebook export",
+        "inspector_version": __version__,
+        "casebook": casebook.path.name if casebook.path else ":memory:",
+        "schema_version": casebook.schema_version,
+        "counts": casebook.counts(),
+    }
+    stream.write(json.dumps(head, ensure_ascii=False, indent=2)[:-2] + ',\n  "findings": [')
+    n = 0
+    for finding in _all_findings(casebook):
+        record = finding_record(finding, casebook.label_history(finding.id))
+        stream.write(("," if n else "") + "\n    " + json.dumps(record, ensure_ascii=False, allow_nan=False))
+        n += 1
+    stream.write("\n  ]\n}\n")
+    return n
+
+
+# --- CSV --------------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "id", "label", "reviewer", "notes", "suggested_verdict", "suggestion_reason", "prompt", "negative_prompt",
+    "seed", "model_id", "model_sha256", "nearest_tiled_l2", "nearest_l2", "nearest_ssim", "nearest_calibrated_l2",
+    "nearest_source", "nearest_caption", "nearest_duplicate_count", "image_sha256", "created_at", "updated_at",
+    "provenance",
+)
+
+
+def _cell(value: Any) -> Any:
+    """A spreadsheet-safe cell: text that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return "" if value is None else value
+
+
+def write_csv(casebook: Casebook, stream: IO[str]) -> int:
+    """One row per finding with its label, suggestion, prompt, model and the distances to its nearest."""
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for f in _all_findings(casebook):
+        nearest = f.neighbours[0] if f.neighbours else None
+        model_id, model_sha = model_identity(f.provenance)
+        row = {
+            "id": f.id, "label": f.label, "reviewer": f.reviewer, "notes": f.notes,
+            "suggested_verdict": f.suggested_verdict, "suggestion_reason": f.suggestion_reason,
+            "prompt": f.prompt, "negative_prompt": f.negative_prompt, "seed": f.seed,
+            "model_id": model_id, "model_sha256": model_sha,
+            "nearest_tiled_l2": nearest.tiled_l2 if nearest else None,
+            "nearest_l2": nearest.l2 if nearest else None,
+            "nearest_ssim": nearest.ssim if nearest else None,
+            "nearest_calibrated_l2": nearest.calibrated_l2 if nearest else None,
+            "nearest_source": nearest.source if nearest else None,
+            "nearest_caption": nearest.caption if nearest else None,
+            "nearest_duplicate_count": nearest.duplicate_count if nearest else None,
+            "image_sha256": f.image_sha256, "created_at": f.created_at, "updated_at": f.updated_at,
+            "provenance": dumps(f.provenance),
+        }
+        writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
+        n += 1
+    return n
+
+
+# --- HTML -------------------------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; color: #111; max-width: 1200px; margin: 0 auto; padding: 1em; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin: 0 0 .4em; } h3 { font-size: 1em; margin: 1em 0 .3em; }
+table { border-collapse: collapse; } td, th { border: 1px solid #bbb; padding: 3px 8px; text-align: left;
+  vertical-align: top; }
+.finding { border: 2px solid #333; border-radius: 6px; padding: 1em; margin: 1.5em 0; page-break-inside: avoid; }
+.label { font-weight: bold; text-transform: uppercase; letter-spacing: .03em; }
+.row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+figure { margin: 0; width: 200px; } figure.generation { width: 256px; }
+figure img { width: 100%; image-rendering: pixelated; border: 1px solid #888; display: block; }
+figcaption, .caption { font-size: 13px; margin: 4px 0; overflow-wrap: anywhere; }
+.prompt { font-family: ui-monospace, monospace; white-space: pre-wrap; overflow-wrap: anywhere; }
+.words { font-weight: bold; } .muted { color: #555; } .problem { color: #a00; font-weight: bold; }
+.hash { font-family: ui-monospace, monospace; font-size: 12px; }
+details summary { cursor: pointer; }
+"""
+
+
+def esc(value: Any) -> str:
+    """``value`` as HTML text: every user-supplied string goes through here."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _png(im: Image.Image) -> bytes:
+    out = io.BytesIO()
+    im.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _open(png: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        return im.copy()
+
+
+def heatmap_pictures(generation_png: bytes, neighbour_png: bytes, tile_grid: bool = False) -> tuple[bytes, bytes | None]:
+    """The pixel-difference heatmap of a generation against a neighbour's stored thumbnail (as PNG), and with
+    ``tile_grid`` also the 4 x 4 tile-l2 picture. Both are computed at the thumbnail's size (at most
+    :data:`HEATMAP_SIDE` pixels), so their numbers are close to, not equal to, the stored distances."""
+    thumb = _open(neighbour_png)
+    side = max(8, min(HEATMAP_SIDE, *thumb.size))
+    a = canonical(_open(generation_png), side)
+    b = canonical(thumb, side)
+    diff = heatmap.overlay(b, metrics.pixel_difference_map(a, b), vmax=HEATMAP_VMAX)
+    tiles = _png(heatmap.tile_grid_picture(a, b, max(side, 128))) if tile_grid else None
+    return _png(diff), tiles
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping) and value:
+        for k, v in value.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list) and value and any(isinstance(v, (Mapping, list)) for v in value):
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (list, Mapping)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def _distance_words(n: Neighbour) -> list[str]:
+    lines = [metrics.describe_tiled_l2(n.tiled_l2) if n.tiled_l2 is not None else "tiled l2 not recorded"]
+    if n.l2 is not None:
+        lines.append(f"l2 {n.l2:.3f} (0 = identical)")
+    if n.ssim is not None:
+        lines.append(f"SSIM {n.ssim:.3f} (1 = identical structure)")
+    if n.calibrated_l2 is not None:
+        crowd = "far closer than" if n.calibrated_l2 < 1 else "no closer than"
+        lines.append(f"calibrated l2 {n.calibrated_l2:.2f}: {crowd} the crowd of near training images"
+                     " (below 1 is a sign of copying)")
+    if n.semantic_similarity is not None:
+        lines.append(f"semantic similarity {n.semantic_similarity:.2f} (1 = same content)")
+    return lines
+
+
+def _neighbour_html(f: Finding, n: Neighbour) -> str:
+    copies = "once" if n.duplicate_count == 1 else f"{n.duplicate_count} times"
+    words = "".join(f"<br>{esc(line)}" for line in _distance_words(n))
+    parts = [f'<figure class="neighbour"><p class="caption"><b>Nearest {esc(n.rank)}</b></p>']
+    if n.thumbnail_png:
+        alt = f"training image {n.item_id}: {n.caption}"
+        parts.append(f'<img src="{_data_uri(n.thumbnail_png)}" alt="{esc(alt)}">')
+        try:
+            diff, tiles = heatmap_pictures(f.image_png, n.thumbnail_png, tile_grid=n.rank == 1)
+        except (OSError, ValueError) as exc:  # a damaged image must not stop the report
+            parts.append(f'<p class="problem">heatmap not available: {esc(exc)}</p>')
+        else:
+            parts.append('<p class="caption">Where they differ (dark blue = same, yellow = different):</p>')
+            parts.append(f'<img src="{_data_uri(diff)}" alt="pixel difference heatmap against nearest {esc(n.rank)}">')
+            if tiles:
+                parts.append('<p class="caption">Tile l2 over a 4 x 4 grid (the worst tile outlined in red):</p>')
+                parts.append(f'<img src="{_data_uri(tiles)}" alt="tile l2 grid against nearest {esc(n.rank)}">')
+    else:
+        parts.append('<p class="muted">(no thumbnail stored)</p>')
+    parts.append(
+        f'<figcaption><span class="words">{words[4:]}</span><br>caption: {esc(n.caption)}<br>'
+        f'source: {esc(n.source)}<br>appears {esc(copies)} in the training set'
+        f'<br><span class="muted">item {esc(n.item_id)} of index {esc(n.index_id) or "(unnamed)"}</span>'
+        + (f"<br>licence: {esc(n.licence)}" if n.licence else "")
+        + "</figcaption></figure>"
+    )
+    return "".join(parts)
+
+
+def _history_html(history: list[LabelEvent]) -> str:
+    rows = []
+    for e in history:
+        action = ACTION_WORDS.get(e.action, e.action)
+        if e.action == "undo" and e.undoes is not None:
+            action += f" (event {e.undoes})"
+        change = esc(e.label) if e.previous_label in (None, e.label) else f"{esc(e.previous_label)} &rarr; {esc(e.label)}"
+        rows.append(
+            f"<tr><td>{esc(e.id)}</td><td>{esc(e.created_at)}</td><td>{esc(action)}</td><td>{change}</td>"
+            f"<td>{esc(e.reviewer)}</td><td>{esc(e.note)}</td><td class=\"hash\" title=\"{esc(e.hash)}\">"
+            f"{esc(e.hash[:16])}&hellip;</td></tr>"
+        )
+    return ("<table><tr><th>event</th><th>time (UTC)</th><th>what</th><th>label</th><th>reviewer</th>"
+            "<th>note</th><th>hash</th></tr>" + "".join(rows) + "</table>")
+
+
+def finding_html(f: Finding, history: list[LabelEvent]) -> str:
+    """One finding as an HTML ``<section>``: label, suggestion, prompt, the generation beside its nearest
+    training images with distances in words and heatmaps, the label history and the provenance."""
+    suggestion = esc(f.suggested_verdict or "none")
+    if f.suggestion_reason:
+        suggestion += f": {esc(f.suggestion_reason)}"
+    facts = [
+        ("Prompt", f'<span class="prompt">{esc(f.prompt)}</span>'),
+        ("Negative prompt", f'<span class="prompt">{esc(f.negative_prompt)}</span>' if f.negative_prompt else "(none)"),
+        ("Seed", esc(f.seed)),
+        ("Suggested by the inspector", suggestion + ' <span class="muted">(a suggestion, not a label)</span>'),
+        ("Reviewer", esc(f.reviewer) or "(none)"),
+        ("Notes", esc(f.notes) or "(none)"),
+        ("Recorded", esc(f.created_at)),
+        ("Generation sha256", f'<span class="hash">{esc(f.image_sha256)}</span>'),
+    ]
+    provenance = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_format_value(v))}</td></tr>"
+                         for k, v in _flatten(f.provenance))
+    return "".join([
+        f'<section class="finding" id="finding-{esc(f.id)}">',
+        f'<h2>Finding {esc(f.id)}: <span class="label">{esc(LABEL_WORDS.get(f.label, f.label))}</span></h2>',
+        "<table>", "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts), "</table>",
+        "<h3>The generation and its nearest training images</h3>",
+        '<div class="row"><figure class="generation">',
+        f'<img src="{_data_uri(f.image_png)}" alt="generation of finding {esc(f.id)}">',
+        f"<figcaption><b>Generation</b> (seed {esc(f.seed)})</figcaption></figure>",
+        "".join(_neighbour_html(f, n) for n in f.neighbours) or '<p class="muted">(no neighbours recorded)</p>',
+        "</div>",
+        "<h3>Label history</h3>", _history_html(history),
+        "<details><summary><b>Provenance</b> (how to regenerate this image)</summary>",
+        f"<table>{provenance}</table></details>" if provenance else "<p>(none recorded)</p></details>",
+        "</section>\n",
+    ])
+
+
+def _legend_uri() -> str:
+    return _data_uri(_png(heatmap.legend(120, HEATMAP_VMAX, "difference", width=110)))
+
+
+def write_html(casebook: Casebook, stream: IO[str], title: str | None = None) -> int:
+    """A self-contained HTML report (images inline as data: URIs, no script, nothing fetched)."""
+    name = casebook.path.name if casebook.path else "in-memory casebook"
+    title = title or f"Casebook report: {name}"
+    counts = casebook.counts()
+    total = sum(counts.values())
+    check = casebook.verify()
+    summaries = casebook.findings()
+    stream.write(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:;"
+        " style-src 'unsafe-inline'\">"
+        f"<meta name=\"generator\" content=\"Memorization Inspector {esc(__version__)}\">"
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{esc(title)}</h1>\n"
+    )
+    count_rows = "".join(f"<tr><td>{esc(LABEL_WORDS[k])}</td><td>{counts[k]}</td></tr>" for k in (*LABELS, UNLABELED))
+    if check.ok:
+        integrity = f"<p>Integrity: <b>verified</b>. {esc(check.summary())}.</p>"
+    else:
+        items = "".join(f"<li>{esc(p)}</li>" for p in check.problems)
+        integrity = (f'<p class="problem">Integrity: {esc(check.summary())}. This casebook was changed outside'
+                     f" the inspector or is damaged; treat the findings named below with care.</p><ul>{items}</ul>")
+    stream.write(
+        f"<section><h2>Summary</h2><p>{total} findings in <b>{esc(name)}</b>, exported by Memorization"
+        f" Inspector {esc(__version__)} (casebook version {casebook.schema_version}).</p>"
+        f"<table><tr><th>label</th><th>findings</th></tr>{count_rows}</table>{integrity}"
+        "<h3>How to read this report</h3><p>Each finding is one generated image beside the four most similar"
+        " images of the training set. Distances follow Carlini et al. 2023: <b>tiled l2</b> is the largest"
+        " pixel distance over a 4 x 4 grid of tiles, from 0 (identical) to 1; at "
+        f"{metrics.EXTRACTION_THRESHOLD:.2f} or less the generation is a near copy. The heatmaps show where the"
+        " generation and a training image differ, pixel by pixel:</p>"
+        f'<img src="{_legend_uri()}" alt="colour scale: dark blue means the same, yellow means different">'
+        "<p>The label is a person's judgement; the suggestion is the inspector's. Each label change is kept in"
+        " the label history, chained by hashes so that later changes are detectable.</p></section>\n"
+    )
+    if summaries:
+        toc = "".join(
+            f'<tr><td><a href="#finding-{s.id}">{s.id}</a></td><td>{esc(s.label)}</td>'
+            f"<td>{esc(s.suggested_verdict or '')}</td><td class=\"prompt\">{esc(s.prompt)}</td></tr>"
+            for s in summaries)
+        stream.write("<section><h2>Findings</h2><table><tr><th>id</th><th>label</th><th>suggested</th>"
+                     f"<th>prompt</th></tr>{toc}</table></section>\n")
+    for s in summaries:
+        stream.write(finding_html(casebook.get(s.id), casebook.label_history(s.id)))
+    stream.write("</body></html>\n")
+    return len(summaries)
+
+
+__all__ = ["FORMATS", "export", "write_csv", "write_html", "write_json", "finding_html", "finding_record",
+           "heatmap_pictures", "esc", "atomic_text_file"]

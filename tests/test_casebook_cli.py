@@ -1,0 +1,138 @@
+"""`inspector casebook list | label | export | verify` as DESIGN.md's command line promises them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import pytest
+from test_casebook import make_finding
+
+from inspector.casebook import Casebook
+from inspector.cli import main
+
+
+@pytest.fixture
+def casebook(tmp_path):
+    path = tmp_path / "case.db"
+    with Casebook.open(path) as b:
+        b.record(make_finding(1, prompt="a photo of Ann Graham Lotz", captions=("portrait of Ann",)))
+        b.record(make_finding(2, prompt="an oil painting of a castle"))
+        b.record(make_finding(3, prompt="a castle made of sand\x1b[31m"))
+        b.label(2, "novel", reviewer="bob")
+    return path
+
+
+def _json(capsys):
+    captured = capsys.readouterr()
+    return json.loads(captured.out)
+
+
+def test_list_json_is_one_list_of_findings_each_with_its_id(casebook, capsys):
+    assert main(["casebook", "list", str(casebook), "--json"]) == 0
+    found = _json(capsys)
+    assert [f["id"] for f in found] == [1, 2, 3]
+    assert found[1]["label"] == "novel" and found[0]["prompt"] == "a photo of Ann Graham Lotz"
+
+
+def test_list_filters_by_label_and_search_text(casebook, capsys):
+    assert main(["casebook", "list", str(casebook), "--label", "unlabeled", "--json"]) == 0
+    assert [f["id"] for f in _json(capsys)] == [1, 3]
+    assert main(["casebook", "list", str(casebook), "--search", "castle", "--json"]) == 0
+    assert [f["id"] for f in _json(capsys)] == [2, 3]
+    assert main(["casebook", "list", str(casebook), "--search", "castle", "--label", "novel", "--json"]) == 0
+    assert [f["id"] for f in _json(capsys)] == [2]
+
+
+def test_list_prints_a_readable_table_without_terminal_escapes(casebook, capsys):
+    assert main(["casebook", "list", str(casebook)]) == 0
+    out = capsys.readouterr().out
+    assert "a photo of Ann Graham Lotz" in out and "3 findings" in out
+    assert "\x1b" not in out
+
+
+def test_label_appends_to_the_history_and_says_what_changed(casebook, capsys):
+    assert main(["casebook", "label", str(casebook), "2", "memorized", "--note", "copy of item 100",
+                 "--reviewer", "ana"]) == 0
+    assert "novel -> memorized" in capsys.readouterr().out
+    with Casebook.open(casebook, readonly=True) as b:
+        assert [e.label for e in b.label_history(2)] == ["unlabeled", "novel", "memorized"]
+        assert b.get(2).notes == "copy of item 100" and b.get(2).reviewer == "ana"
+
+
+def test_label_with_an_unknown_finding_or_label_exits_2(casebook, capsys):
+    assert main(["casebook", "label", str(casebook), "99", "novel"]) == 2
+    assert "no finding 99" in capsys.readouterr().err
+    assert main(["casebook", "label", str(casebook), "1", "copied"]) == 2
+    assert main(["casebook", "label", str(casebook), "one", "novel"]) == 2
+
+
+def test_label_on_a_read_only_casebook_exits_2_and_changes_nothing(casebook, capsys):
+    casebook.chmod(stat.S_IRUSR)
+    try:
+        before = casebook.read_bytes()
+        assert main(["casebook", "label", str(casebook), "1", "novel"]) == 2
+        assert "read-only" in capsys.readouterr().err
+        assert casebook.read_bytes() == before
+        assert main(["casebook", "list", str(casebook), "--json"]) == 0  # reading still works
+        assert len(_json(capsys)) == 3
+    finally:
+        casebook.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+@pytest.mark.parametrize("fmt", ["html", "csv", "json"])
+def test_export_writes_each_format(casebook, tmp_path, capsys, fmt):
+    out = tmp_path / f"report.{fmt}"
+    assert main(["casebook", "export", str(casebook), "--format", fmt, "--out", str(out)]) == 0
+    assert out.stat().st_size > 0 and "3 findings" in capsys.readouterr().out
+
+
+def test_export_with_a_bad_format_or_folder_exits_2_and_writes_nothing(casebook, tmp_path):
+    assert main(["casebook", "export", str(casebook), "--format", "pdf", "--out", str(tmp_path / "r.pdf")]) == 2
+    assert main(["casebook", "export", str(casebook), "--format", "csv", "--out", str(tmp_path / "no" / "r")]) == 2
+    assert main(["casebook", "export", str(casebook), "--format", "csv"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.db"]
+
+
+def test_verify_exits_0_when_all_is_well_and_1_naming_each_tampered_finding(casebook, capsys):
+    assert main(["casebook", "verify", str(casebook)]) == 0
+    assert capsys.readouterr().out.startswith("ok:")
+    conn = sqlite3.connect(casebook)
+    conn.execute("UPDATE findings SET label = 'memorized' WHERE id = 3")
+    conn.execute("UPDATE findings SET image_png = x'89504e47' WHERE id = 1")
+    conn.commit()
+    conn.close()
+    assert main(["casebook", "verify", str(casebook)]) == 1
+    out = capsys.readouterr().out
+    assert "finding 1: the generation image does not match its sha256" in out
+    assert "finding 3: its label is 'memorized'" in out
+    assert "finding 2" not in out and "FAILED" in out
+
+
+@pytest.mark.parametrize("action", [["list"], ["label", "1", "novel"], ["export", "--format", "json", "--out", "x"],
+                                    ["verify"]])
+def test_every_action_on_a_missing_casebook_exits_2_and_creates_nothing(tmp_path, capsys, monkeypatch, action):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "missing.db"
+    args = ["casebook", action[0], str(missing), *action[1:]]
+    assert main(args) == 2
+    assert "no casebook at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_casebook_exits_2_with_one_line_and_no_traceback(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list")
+    proc = subprocess.run([sys.executable, "-m", "inspector", "casebook", "verify", str(notes)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a casebook" in lines[0] and "Traceback" not in proc.stderr
+    assert notes.read_text() == "shopping list"
+
+
+def test_casebook_without_an_action_is_a_usage_error():
+    assert main(["casebook"]) == 2

@@ -1,0 +1,91 @@
+"""``inspector inspect PROMPT``: one prompt, N generations, each with its four nearest and a suggestion."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from inspector.commands import print_json
+from inspector.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="generate N images of a prompt and find each one's nearest training images",
+                       description="Generate N images of PROMPT, find each one's four nearest training images, "
+                                   "suggest a verdict, and measure the prompt's clique and Wen score. With "
+                                   "--casebook each generation is recorded as an unlabeled finding.")
+    p.add_argument("prompt", metavar="PROMPT")
+    p.add_argument("--model", default="demo", help="demo (default), a local diffusers folder, or a .safetensors file")
+    p.add_argument("--index", default="demo", help="demo (default) or a training index folder")
+    p.add_argument("--n", type=int, default=16, help="number of generations (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
+    p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--no-wen", action="store_true", help="skip the Wen score")
+    p.add_argument("--casebook", help="record every generation as an unlabeled finding in this casebook")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=run)
+
+
+def _generation_dict(item, finding_id) -> dict:
+    return {
+        "seed": item.seed,
+        "suggested_verdict": item.suggestion.verdict,
+        "reason": item.suggestion.reason,
+        "in_clique": item.in_clique,
+        "finding_id": finding_id,
+        "neighbours": [{k: v for k, v in nb.as_dict().items() if k != "thumbnail_png"} for nb in item.neighbours],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from inspector.session import Inspected, InspectRequest, finding_from, inspect_prompt
+
+    if not 1 <= args.n <= 10000:
+        raise UserError(f"--n must be between 1 and 10000, got {args.n}")
+    if not args.prompt.strip():
+        raise UserError("the prompt is empty")
+    request = InspectRequest(prompt=args.prompt, negative_prompt=args.negative, n=args.n, seed=args.seed,
+                             steps=args.steps, guidance=args.guidance, wen=not args.no_wen)
+
+    def progress(info: dict) -> None:
+        if info.get("stage") == "sampling":
+            eta = f", about {info['eta']:.0f} s left" if info.get("eta") is not None else ""
+            print(f"\r{info['done']}/{info['n']} images, step {info['step']}/{info['steps']}{eta}   ",
+                  end="", file=sys.stderr, flush=True)
+        else:
+            print(f"\r{info.get('stage')}…".ljust(60), end="", file=sys.stderr, flush=True)
+
+    items, summary = [], None
+    for value in inspect_prompt(args.model, args.index, request, progress=progress):
+        if isinstance(value, Inspected):
+            items.append(value)
+        else:
+            summary = value
+    print(file=sys.stderr)
+    ids = [None] * len(items)
+    if args.casebook:
+        from inspector.casebook import Casebook
+
+        with Casebook.open(args.casebook) as book:
+            ids = [book.record(finding_from(item, summary)) for item in items]
+    if args.json:
+        print_json({**summary.as_dict(), "generations": [_generation_dict(i, f) for i, f in zip(items, ids, strict=True)]})
+        return 0
+    print(f"prompt “{args.prompt}”: {len(items)} generations")
+    for item, fid in zip(items, ids, strict=True):
+        nb = item.neighbours[0] if item.neighbours else None
+        near = f"nearest tiled l2 {min(n.tiled_l2 for n in item.neighbours):.3f} (“{nb.caption}”, " \
+               f"{nb.duplicate_count}x in training)" if nb else "no neighbours"
+        flag = " [clique]" if item.in_clique else ""
+        rec = f" finding #{fid}" if fid else ""
+        print(f"  seed {item.seed:>5}: {item.suggestion.verdict:<10} {near}{flag}{rec}")
+    clique = summary.clique
+    print(f"largest near-identical clique: {clique.size if clique else 0} of {summary.n}"
+          + (f" — FLAGGED (>= {clique.min_size})" if clique and clique.flagged else ""))
+    if summary.wen_score is not None:
+        print(f"Wen score: {summary.wen_score:.3f}")
+    for note in summary.notes:
+        print(f"note: {note}")
+    return 0

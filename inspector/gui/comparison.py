@@ -1,0 +1,216 @@
+"""The comparison panel: the selected generation large, its four nearest training images beside it, each with
+caption, source, duplicate count and the distances in plain words, and a heatmap toggle (H)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from inspector.gui.images import qimage_from_array, qimage_from_png, scaled_pixmap
+from inspector.gui.style import (
+    CAL_TIP,
+    DUP_TIP,
+    L2_TIP,
+    SSIM_TIP,
+    THRESHOLD_TIP,
+    VERDICT_COLOURS,
+    VERDICT_WORDS,
+)
+
+HEATMAP_MODES = ("none", "pixel", "tiles", "ssim")
+HEATMAP_WORDS = {
+    "none": "training image",
+    "pixel": "pixel difference (yellow = differs)",
+    "tiles": "tile grid (worst tile in red)",
+    "ssim": "structure differs (1 - SSIM)",
+}
+THRESHOLD = 0.15
+
+
+def _words(tiled: float) -> str:
+    if tiled <= THRESHOLD:
+        return "near copy"
+    if tiled <= 2 * THRESHOLD:
+        return "similar, not a copy"
+    return "different"
+
+
+class NeighbourCard(QFrame):
+    """One training image near the generation, with its evidence."""
+
+    SIDE = 150
+
+    def __init__(self, rank: int, parent=None):
+        super().__init__(parent)
+        self.rank = rank
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel(f"nearest {rank}")
+        self.title.setStyleSheet("font-weight: bold")
+        self.picture = QLabel()
+        self.picture.setFixedSize(self.SIDE, self.SIDE)
+        self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.picture.setStyleSheet("background: #eee")
+        self.caption = QLabel()
+        self.caption.setWordWrap(True)
+        self.tiled = QLabel()
+        self.tiled.setWordWrap(True)
+        self.tiled.setToolTip(THRESHOLD_TIP.format(t=THRESHOLD))
+        self.others = QLabel()
+        self.others.setWordWrap(True)
+        self.others.setToolTip("\n\n".join([L2_TIP, SSIM_TIP, CAL_TIP]))
+        self.dups = QLabel()
+        self.dups.setToolTip(DUP_TIP)
+        self.source = QLabel()
+        self.source.setWordWrap(True)
+        self.source.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.source.setStyleSheet("color: #555")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(2)
+        for w in (self.title, self.picture, self.caption, self.tiled, self.others, self.dups, self.source):
+            lay.addWidget(w)
+        lay.addStretch(1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self._views: dict[str, object] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        self.picture.clear()
+        self.picture.setText("—")
+        for w in (self.caption, self.tiled, self.others, self.dups, self.source):
+            w.setText("")
+        self._views = {}
+
+    def show_neighbour(self, nb, thumbnail_png: bytes | None = None) -> None:
+        self.caption.setText(f"“{nb.caption}”" if nb.caption else "(no caption)")
+        self.tiled.setText(f"<b>tiled l2 {nb.tiled_l2:.2f}</b>: {_words(nb.tiled_l2)} (threshold {THRESHOLD:.2f})")
+        cal = f" · calibrated {nb.calibrated_l2:.2f}" if nb.calibrated_l2 is not None else ""
+        self.others.setText(f"l2 {nb.l2:.3f} · SSIM {nb.ssim:.2f}{cal}")
+        times = "once" if nb.duplicate_count == 1 else f"{nb.duplicate_count} times"
+        self.dups.setText(f"in training: {times}")
+        self.source.setText(nb.source)
+        self.source.setToolTip(nb.source + (f"\nlicence: {nb.licence}" if nb.licence else ""))
+        self.title.setText(f"nearest {self.rank}")
+        self.title.setStyleSheet(
+            "font-weight: bold; color: %s" % ("#c82828" if nb.tiled_l2 <= THRESHOLD else "palette(text)"))
+        if thumbnail_png:
+            self.picture.setPixmap(scaled_pixmap(qimage_from_png(thumbnail_png), self.SIDE))
+        elif nb.thumbnail:
+            from PySide6.QtGui import QImage
+
+            self.picture.setPixmap(scaled_pixmap(QImage(nb.thumbnail), self.SIDE))
+        self._views = {}
+
+    def set_views(self, views: dict) -> None:
+        """``views``: mode -> H x W x 3 uint8 picture (the training image and its three heatmaps)."""
+        self._views = views
+
+    def show_mode(self, mode: str) -> None:
+        pic = self._views.get(mode)
+        if pic is not None:
+            self.picture.setPixmap(scaled_pixmap(qimage_from_array(pic), self.SIDE))
+            self.picture.setToolTip(HEATMAP_WORDS[mode])
+
+
+class ComparisonPanel(QWidget):
+    """Selected generation (large) + four NeighbourCards + the heatmap legend."""
+
+    GEN_SIDE = 256
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.mode = "none"
+        self.generation = QLabel()
+        self.generation.setFixedSize(self.GEN_SIDE, self.GEN_SIDE)
+        self.generation.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.generation.setStyleSheet("background: #eee")
+        self.generation.setAccessibleName("Selected generation")
+        self.gen_title = QLabel("Select a generation")
+        self.gen_title.setStyleSheet("font-weight: bold")
+        self.verdict = QLabel()
+        self.verdict.setWordWrap(True)
+        self.verdict.setMaximumWidth(self.GEN_SIDE)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.details.setMaximumWidth(self.GEN_SIDE)
+        self.details.setStyleSheet("color: #555")
+        self.mode_label = QLabel()
+        self.legend = QLabel()
+        left = QVBoxLayout()
+        left.addWidget(self.gen_title)
+        left.addWidget(self.generation)
+        left.addWidget(self.verdict)
+        left.addWidget(self.details)
+        left.addStretch(1)
+        self.cards = [NeighbourCard(r + 1) for r in range(4)]
+        grid = QGridLayout()
+        for k, card in enumerate(self.cards):
+            grid.addWidget(card, 0, k)
+        head = QHBoxLayout()
+        head.addWidget(self.mode_label)
+        head.addStretch(1)
+        head.addWidget(self.legend)
+        right = QVBoxLayout()
+        right.addLayout(head)
+        right.addLayout(grid)
+        lay = QHBoxLayout(self)
+        lay.addLayout(left)
+        lay.addLayout(right, 1)
+        self._update_mode_label()
+
+    def clear(self) -> None:
+        self.generation.clear()
+        self.gen_title.setText("Select a generation")
+        self.verdict.setText("")
+        self.details.setText("")
+        for card in self.cards:
+            card.clear()
+
+    def show_generation(self, item, thumbnails: list[bytes | None] | None = None) -> None:
+        self.generation.setPixmap(scaled_pixmap(qimage_from_array(item.image), self.GEN_SIDE))
+        self.gen_title.setText(f"seed {item.seed}" + (f" · finding #{item.finding_id}" if item.finding_id else ""))
+        s = item.suggestion
+        colour = VERDICT_COLOURS.get(s.verdict, VERDICT_COLOURS[None]).name()
+        self.verdict.setText(
+            f"<span style='background:{colour}; color:white; font-weight:bold'>&nbsp;suggested: "
+            f"{VERDICT_WORDS.get(s.verdict, s.verdict)}&nbsp;</span><br>{s.reason}"
+            + ("<br><i>The suggestion is the app's; the label is yours.</i>"))
+        prov = item.provenance
+        self.details.setText(
+            f"prompt “{prov.get('prompt', '')}” · steps {prov.get('steps', '?')} · guidance "
+            f"{prov.get('guidance', prov.get('guidance_scale', '?'))} · model {prov.get('model_source', prov.get('model', '?'))}")
+        for k, card in enumerate(self.cards):
+            if k < len(item.neighbours):
+                card.show_neighbour(item.neighbours[k], thumbnails[k] if thumbnails else None)
+            else:
+                card.clear()
+
+    def set_views(self, views: list[dict]) -> None:
+        for card, v in zip(self.cards, views, strict=False):
+            card.set_views(v)
+        self.show_mode(self.mode)
+
+    def cycle_mode(self) -> str:
+        self.mode = HEATMAP_MODES[(HEATMAP_MODES.index(self.mode) + 1) % len(HEATMAP_MODES)]
+        self.show_mode(self.mode)
+        return self.mode
+
+    def show_mode(self, mode: str) -> None:
+        self.mode = mode
+        for card in self.cards:
+            card.show_mode(mode)
+        self._update_mode_label()
+
+    def _update_mode_label(self) -> None:
+        self.mode_label.setText(f"Showing: <b>{HEATMAP_WORDS[self.mode]}</b> — press H to cycle "
+                                "none / pixel difference / tile grid / SSIM map")
+        if self.mode == "none":
+            self.legend.clear()
+        else:
+            import numpy as np
+
+            from inspector.heatmap import legend
+
+            vmax = 1.0 if self.mode == "ssim" else 0.5
+            pic = np.asarray(legend(90, vmax, "colour scale", width=120).convert("RGB"))
+            self.legend.setPixmap(scaled_pixmap(qimage_from_array(pic), 120))

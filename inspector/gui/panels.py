@@ -1,0 +1,179 @@
+"""The prompt panel (left) and the label bar (under the comparison)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class PromptPanel(QWidget):
+    """Prompt, negative prompt, N, seed, steps, guidance; Generate (Ctrl+Enter) and Cancel (Esc); progress."""
+
+    generate_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("What should the model draw? e.g. a name, a title, a caption")
+        self.prompt.setFixedHeight(70)
+        self.prompt.setAccessibleName("Prompt")
+        self.prompt.setToolTip("The text prompt. Ctrl+Enter generates.")
+        self.negative = QLineEdit()
+        self.negative.setPlaceholderText("optional: what to avoid")
+        self.negative.setToolTip("Negative prompt: guidance pushes away from it (leave empty if unsure).")
+        self.n = QSpinBox()
+        self.n.setRange(1, 500)
+        self.n.setValue(16)
+        self.n.setToolTip("How many images to generate, one seed each (Carlini et al. used 500 per prompt).")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("First seed; image k uses seed + k, so any image can be made again exactly.")
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 200)
+        self.steps.setValue(25)
+        self.steps.setToolTip("Sampling steps per image (more = slower, usually cleaner).")
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(1.0, 30.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setValue(2.0)
+        self.guidance.setToolTip("Guidance scale: how strongly the prompt steers the image. 1 = not at all.")
+        self.wen = QCheckBox("Wen score")
+        self.wen.setChecked(True)
+        self.wen.setToolTip("Also compute Wen et al.'s memorization score for the prompt (a few extra model calls).")
+        self.generate = QPushButton("Generate  (Ctrl+Enter)")
+        self.generate.setDefault(True)
+        self.generate.clicked.connect(self.generate_requested)
+        self.cancel = QPushButton("Cancel  (Esc)")
+        self.cancel.setEnabled(False)
+        self.cancel.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("idle")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.suggestions_box = QVBoxLayout()
+        self.suggestions_title = QLabel("<b>Try a demo prompt</b>")
+        self.suggestions_title.setVisible(False)
+
+        form = QFormLayout()
+        form.addRow("N images", self.n)
+        form.addRow("First seed", self.seed)
+        form.addRow("Steps", self.steps)
+        form.addRow("Guidance", self.guidance)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate, 2)
+        buttons.addWidget(self.cancel, 1)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("<b>Prompt</b>"))
+        lay.addWidget(self.prompt)
+        lay.addWidget(QLabel("Negative prompt"))
+        lay.addWidget(self.negative)
+        lay.addLayout(form)
+        lay.addWidget(self.wen)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addSpacing(12)
+        lay.addWidget(self.suggestions_title)
+        lay.addLayout(self.suggestions_box)
+        lay.addStretch(1)
+        self.setMaximumWidth(300)
+
+    def set_suggestions(self, prompts: dict[str, list[str]]) -> None:
+        """One-click example prompts, each with what it shows."""
+        while self.suggestions_box.count():
+            w = self.suggestions_box.takeAt(0).widget()
+            if w:
+                w.deleteLater()
+        words = {"memorized": "copies a training image", "likeness-only": "a likeness, no copy",
+                 "novel": "new images"}
+        for kind, items in prompts.items():
+            for text in items:
+                b = QPushButton(f"{text}  —  {words.get(kind, kind)}")
+                b.setFlat(True)
+                b.setStyleSheet("text-align: left; color: palette(link)")
+                b.setToolTip(f"Put “{text}” in the prompt and generate ({kind} in the demo)")
+                b.clicked.connect(lambda _=False, t=text: self._use(t))
+                self.suggestions_box.addWidget(b)
+        self.suggestions_title.setVisible(bool(prompts))
+
+    def _use(self, text: str) -> None:
+        self.prompt.setPlainText(text)
+        self.generate_requested.emit()
+
+    def set_running(self, running: bool) -> None:
+        self.generate.setEnabled(not running)
+        self.cancel.setEnabled(running)
+
+    def values(self) -> dict:
+        return {
+            "prompt": self.prompt.toPlainText().strip(),
+            "negative_prompt": self.negative.text().strip(),
+            "n": self.n.value(),
+            "seed": self.seed.value(),
+            "steps": self.steps.value(),
+            "guidance": self.guidance.value(),
+            "wen": self.wen.isChecked(),
+        }
+
+
+class LabelBar(QWidget):
+    """Memorized (1), Likeness only (2), Novel (3); notes; reviewer. Each button shows its key."""
+
+    label_requested = Signal(str)
+    undo_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.buttons = {}
+        lay = QHBoxLayout(self)
+        specs = [
+            ("memorized", "1  Memorized", "A near copy of one training image (whole image, small pixel distance)."),
+            ("likeness-only", "2  Likeness only", "Shows the same subject as training images, but no training "
+                                                    "image is a near copy (the “Obama” case)."),
+            ("novel", "3  Novel", "Neither a copy nor a likeness of the training images."),
+        ]
+        for label, text, tip in specs:
+            b = QPushButton(text)
+            b.setToolTip(tip + " Writes to the casebook at once and moves to the next unlabeled generation.")
+            b.clicked.connect(lambda _=False, lab=label: self.label_requested.emit(lab))
+            b.setEnabled(False)
+            self.buttons[label] = b
+            lay.addWidget(b)
+        self.undo = QPushButton("Undo label (Ctrl+Z)")
+        self.undo.setToolTip("Take back the last label you gave (the casebook keeps the history).")
+        self.undo.clicked.connect(self.undo_requested)
+        self.undo.setEnabled(False)
+        lay.addWidget(self.undo)
+        self.notes = QLineEdit()
+        self.notes.setPlaceholderText("notes for this finding")
+        self.notes.setToolTip("Saved with the label.")
+        self.reviewer = QLineEdit()
+        self.reviewer.setPlaceholderText("your name")
+        self.reviewer.setToolTip("Recorded with every label you give.")
+        self.reviewer.setMaximumWidth(140)
+        lay.addWidget(QLabel("Notes"))
+        lay.addWidget(self.notes, 1)
+        lay.addWidget(QLabel("Reviewer"))
+        lay.addWidget(self.reviewer)
+        self.state = QLabel("")
+        self.state.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        lay.addWidget(self.state)
+
+    def set_enabled(self, on: bool) -> None:
+        for b in self.buttons.values():
+            b.setEnabled(on)

@@ -1,0 +1,72 @@
+"""The prompt strip: where every generation's nearest distance falls, the 0.15 line, the clique, the Wen score."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from inspector.gui.style import VERDICT_COLOURS
+
+MAX_SHOWN = 0.6
+THRESHOLD = 0.15
+
+
+class DistanceStrip(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.values: list[float] = []
+        self.clique: tuple[int, int, bool] | None = None  # size, n, flagged
+        self.wen: float | None = None
+        self.setMinimumHeight(46)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setToolTip(
+            "Each mark is one generation, placed by the tiled l2 to its nearest training image (left = closer). "
+            "Marks left of the red 0.15 line are near copies. The clique counts generations that are near "
+            "copies of each other (Carlini et al.: a large clique flags a memorized prompt, without training data). "
+            "The Wen score measures how hard the prompt's words steer the model (higher = more suspicious).")
+
+    def set_values(self, values: list[float]) -> None:
+        self.values = list(values)
+        self.update()
+
+    def set_summary(self, clique_size: int | None, n: int, flagged: bool, wen: float | None) -> None:
+        self.clique = None if clique_size is None else (clique_size, n, flagged)
+        self.wen = wen
+        self.update()
+
+    def summary_text(self) -> str:
+        near = sum(v <= THRESHOLD for v in self.values)
+        parts = [f"{near} of {len(self.values)} near copies"]
+        if self.clique:
+            size, n, flagged = self.clique
+            parts.append(f"largest near-identical clique {size}/{n}" + (" — FLAGGED" if flagged else ""))
+        if self.wen is not None:
+            parts.append(f"Wen score {self.wen:.2f}")
+        return " · ".join(parts)
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = self.width(), self.height()
+        left, right = 8, w - 8
+        axis_y = 18
+        p.setPen(QPen(self.palette().text().color(), 1))
+        p.drawLine(left, axis_y, right, axis_y)
+
+        def x_of(v: float) -> float:
+            return left + (right - left) * min(v, MAX_SHOWN) / MAX_SHOWN
+
+        tx = x_of(THRESHOLD)
+        p.setPen(QPen(QColor(200, 40, 40), 2))
+        p.drawLine(QPointF(tx, 4), QPointF(tx, axis_y + 8))
+        p.drawText(QRectF(tx + 3, 0, 120, 14), Qt.AlignmentFlag.AlignLeft, "0.15 near copy")
+        for v in self.values:
+            colour = VERDICT_COLOURS["memorized" if v <= THRESHOLD else "novel"]
+            p.setPen(QPen(colour, 2))
+            x = x_of(v)
+            p.drawLine(QPointF(x, axis_y - 6), QPointF(x, axis_y + 6))
+        p.setPen(self.palette().text().color())
+        p.drawText(QRectF(left, axis_y + 8, right - left, h - axis_y - 8), Qt.AlignmentFlag.AlignLeft,
+                   self.summary_text() + f"   (axis: nearest tiled l2, 0 to {MAX_SHOWN})")
+        p.end()

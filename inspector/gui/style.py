@@ -1,0 +1,35 @@
+"""Colours and words for verdicts and labels. Colour is never the only signal: every badge carries its word."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor
+
+VERDICT_COLOURS = {
+    "memorized": QColor(200, 40, 40),
+    "likeness?": QColor(214, 140, 0),
+    "likeness-only": QColor(214, 140, 0),
+    "novel": QColor(40, 130, 60),
+    "unlabeled": QColor(110, 110, 110),
+    None: QColor(110, 110, 110),
+}
+VERDICT_WORDS = {
+    "memorized": "MEMORIZED",
+    "likeness?": "LIKENESS?",
+    "likeness-only": "LIKENESS",
+    "novel": "NOVEL",
+    None: "…",
+}
+LABEL_WORDS = {"memorized": "Memorized", "likeness-only": "Likeness only", "novel": "Novel", "unlabeled": "Unlabeled"}
+
+THRESHOLD_TIP = (
+    "Tiled l2 (Carlini et al. 2023): the image is cut into a 4 x 4 grid and the pixel distance of the worst tile "
+    "is taken. 0 means identical; at or below {t:.2f} the generation is a near copy of that training image."
+)
+L2_TIP = "l2: the average pixel difference over the whole image (root mean square, 0 = identical, 1 = opposite)."
+SSIM_TIP = "SSIM: structural similarity (1 = the same structure, 0 = unrelated). Less sensitive to colour shifts."
+CAL_TIP = (
+    "Calibrated l2: the distance to this image divided by half the average distance to the 50 nearest training "
+    "images. Below 1 means this image is far closer than the crowd: a sign of copying rather than a common look."
+)
+DUP_TIP = "How many times these exact bytes occur in the training set. Heavily duplicated images are the ones " \
+          "models memorize (Carlini et al. 2023)."

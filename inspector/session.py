@@ -111,11 +111,11 @@ class _Cache:
         self._value: Any = None
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str, **kwargs: Any) -> Any:
         with self._lock:
             if self._key != key:
                 self._value = None
-                self._value = self._loader(key)
+                self._value = self._loader(key, **kwargs)
                 self._key = key
             return self._value
 
@@ -130,61 +130,28 @@ def _load_model(source: str) -> Any:
     return load_model(source)
 
 
-def _load_index(source: str) -> Any:
-    return open_index(source)
-
-
 MODELS = _Cache(_load_model)
-INDEXES = _Cache(_load_index)
+INDEXES = _Cache(lambda key, **kw: open_index(key, **kw))
 
 
-def demo_index_dir() -> Path:
-    """Where the demo training set's index lives: shipped in resources, else built once in the user cache."""
-    from inspector.resources import resource_path
-
-    shipped = resource_path("demo", "index")
-    if (shipped / "manifest.json").exists():
-        return shipped
+def open_index(source: str, progress: Callable[[dict], None] | None = None) -> Any:
+    """Open a training index folder; ``demo`` opens the demo training set's index (built on first use into the
+    user cache folder, or ``$INSPECTOR_CACHE_DIR``)."""
     import os
 
-    import platformdirs
-
-    base = Path(os.environ.get("INSPECTOR_CACHE_DIR") or platformdirs.user_cache_dir("memorization-inspector"))
-    return base / "demo-index"
-
-
-def open_index(source: str, progress: Callable[..., None] | None = None) -> Any:
-    """Open a training index folder; ``demo`` opens (building on first use) the demo training set's index."""
-    from inspector.training_index import TrainingIndex, build_index
+    from inspector.training_index import TrainingIndex, demo_index
 
     if source == DEMO:
-        from inspector.resources import demo_training_dir
+        def building(event) -> None:
+            if progress is not None:
+                progress({"stage": "building the demo index (first use only)", "done": event.files_done,
+                          "n": None, "fraction": event.fraction, "eta": event.eta_s})
 
-        folder = demo_index_dir()
-        if not (folder / "manifest.json").exists():
-            training = demo_training_dir()
-            if not training.is_dir():
-                raise UserError(f"the demo training set is missing ({training}): reinstall, or run "
-                                "`inspector demo build`")
-            build_index(training, folder, resume=folder.exists(), size=demo_native_size(), progress=progress)
-        return TrainingIndex.open(folder)
+        return demo_index(os.environ.get("INSPECTOR_CACHE_DIR"), progress=building)
     path = Path(source)
     if not path.is_dir():
         raise UserError(f"index folder not found: {source} (build one with `inspector index build`)")
     return TrainingIndex.open(path)
-
-
-def demo_native_size() -> int:
-    """The demo model's native size, read from its UNet config (no torch needed)."""
-    import json
-
-    from inspector.resources import demo_model_dir
-
-    cfg = demo_model_dir() / "unet" / "config.json"
-    try:
-        return int(json.loads(cfg.read_text(encoding="utf-8"))["sample_size"])
-    except (OSError, ValueError, KeyError):
-        return 32
 
 
 # --- the inspection ---------------------------------------------------------------------------------------------
@@ -216,7 +183,7 @@ def inspect_prompt(
     report({"stage": "loading model", "done": 0, "n": request.n})
     model = MODELS.get(model_source)
     report({"stage": "loading index", "done": 0, "n": request.n})
-    index = INDEXES.get(index_source)
+    index = INDEXES.get(index_source, progress=report)
     gen_request = GenerationRequest(
         prompt=request.prompt, negative_prompt=request.negative_prompt, n=request.n, seed=request.seed,
         steps=request.steps, guidance=request.guidance, batch_size=request.batch_size,

@@ -302,6 +302,10 @@ class MainWindow(QMainWindow):
             eta = info.get("eta")
             eta_text = f", about {eta:.0f} s left" if eta is not None else ""
             bar.setFormat(f"{info['done']}/{info['n']} images, step {info['step']}/{steps}{eta_text}")
+        elif info.get("fraction") is not None:
+            bar.setRange(0, 1000)
+            bar.setValue(int(info["fraction"] * 1000))
+            bar.setFormat(f"{stage}: {info['fraction'] * 100:.0f}%")
         else:
             bar.setFormat(f"{stage}…")
 

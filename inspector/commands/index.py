@@ -1,0 +1,212 @@
+"""``inspector index build|info|query``: build a training index, describe it, find an image's nearest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from inspector.commands import print_json
+from inspector.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build, describe and search a training index",
+                       description="A local, searchable index of training images.")
+    isub = p.add_subparsers(dest="index_command", metavar="ACTION", parser_class=type(p))
+    isub.required = True
+
+    b = isub.add_parser("build", help="index a folder of images or img2dataset output",
+                        description="Index a folder tree of images (captions from sidecar .txt/.json files) or "
+                                    "img2dataset output (.tar shards or the files layout). Progress goes to stderr.")
+    b.add_argument("src", type=Path, metavar="SRC", help="image folder, img2dataset output folder, or a .tar shard")
+    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="the index folder (new or empty)")
+    b.add_argument("--resume", action="store_true", help="continue an interrupted build in DIR")
+    b.add_argument("--size", type=int, default=None, metavar="PX",
+                   help="side of the comparison square in pixels (default 256; the demo model uses 32)")
+    b.add_argument("--clip", metavar="MODEL", default=None,
+                   help="also store CLIP image embeddings from a local model folder or cached Hub id")
+    b.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="decoding processes (default: one per CPU core)")
+    pixels = b.add_mutually_exclusive_group()
+    pixels.add_argument("--store-pixels", dest="store_pixels", action="store_true", default=None,
+                        help="keep canonical pixels for exact re-ranking (default when --size <= 128)")
+    pixels.add_argument("--no-store-pixels", dest="store_pixels", action="store_false",
+                        help="decode candidates again from their files at query time (saves disk)")
+    b.add_argument("--chunk-size", type=int, default=64, help=argparse.SUPPRESS)
+    b.add_argument("--json", action="store_true", help="print the build report as one JSON object on stdout")
+    b.set_defaults(func=run_build)
+
+    i = isub.add_parser("info", help="what an index holds",
+                        description="Unique images, sources, skipped files, sizes and settings of an index.")
+    i.add_argument("dir", type=Path, metavar="DIR")
+    i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    i.set_defaults(func=run_info)
+
+    q = isub.add_parser("query", help="the nearest training images of image files",
+                        description="Find the k nearest training images of each IMAGE (exact normalized l2 at the "
+                                    "index's comparison size), with tiled l2, SSIM and calibrated l2.")
+    q.add_argument("dir", type=Path, metavar="DIR")
+    q.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    q.add_argument("--k", type=int, default=4, help="neighbours per image (default 4)")
+    q.add_argument("--rank-by", choices=("l2", "semantic"), default="l2",
+                   help="order by exact l2 (default) or by CLIP similarity (index built with --clip)")
+    q.add_argument("--json", action="store_true",
+                   help="print one JSON list on stdout: one object per IMAGE, in order")
+    q.set_defaults(func=run_query)
+
+
+class ProgressPrinter:
+    """A progress line on stderr: a redrawn bar on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, stream: Any = None, interval_s: float = 5.0):
+        self.stream = stream or sys.stderr
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.interval_s = 0.2 if self.tty else interval_s
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, event: Any) -> None:
+        for skipped in event.newly_skipped:
+            self._clear()
+            print(f"skipped {skipped.source}: {skipped.reason}", file=self.stream)
+        now = time.monotonic()
+        if event.phase == "ingesting" and now - self._last < self.interval_s:
+            return
+        self._last = now
+        line = self.format(event)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(100)[:100])
+            self._drawn = True
+            if event.phase == "done":
+                self.stream.write("\n")
+                self._drawn = False
+        else:
+            print(line, file=self.stream)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self._drawn = False
+
+    @staticmethod
+    def format(event: Any) -> str:
+        fraction = event.fraction
+        width = 24
+        if fraction is None:
+            bar, percent = "?" * width, "  ?%"
+        else:
+            filled = int(round(fraction * width))
+            bar, percent = "#" * filled + "." * (width - filled), f"{fraction * 100:3.0f}%"
+        eta = "" if event.eta_s is None else f", ETA {_clock(event.eta_s)}"
+        phase = {"finishing": " building the search index...", "done": " done"}.get(event.phase, "")
+        return (f"[{bar}] {percent} {event.files_done} files, {event.unique_images} unique, {event.skipped} "
+                f"skipped, {event.rate:.0f} files/s{eta}{phase}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from inspector.training_index import build_index
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    try:
+        report = build_index(args.src, args.out, resume=args.resume, comparison_size=args.size, clip=args.clip,
+                             workers=args.workers, chunk_size=args.chunk_size, store_pixels=args.store_pixels,
+                             progress=ProgressPrinter())
+    except KeyboardInterrupt:
+        print(f"\nthe build stopped; continue it with: inspector index build {args.src} --out {args.out} --resume",
+              file=sys.stderr)
+        raise
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        print(f"indexed {report.unique_images} unique images from {report.sources} files "
+              f"({report.duplicate_sources} exact duplicates) into {report.index_dir}")
+        if report.resumed:
+            print(f"resumed: {report.files_already_indexed} files were already indexed, {report.new_images} "
+                  "new images added")
+        if report.skipped:
+            print(f"skipped {len(report.skipped)} files (reasons also in {Path(report.index_dir) / 'build_report.json'}):")
+            for s in report.skipped[:50]:
+                print(f"  {s.source}: {s.reason}")
+            if len(report.skipped) > 50:
+                print(f"  ... and {len(report.skipped) - 50} more in build_report.json")
+        print(f"{report.rate:.0f} files/s, {report.seconds:.1f} s")
+    if report.unique_images == 0:
+        raise UserError(f"no usable images in {args.src}: {len(report.skipped)} files were skipped "
+                        f"(see {Path(report.index_dir) / 'build_report.json'})")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from inspector.training_index import TrainingIndex
+
+    with TrainingIndex.open(args.dir, semantic=False) as index:
+        info = index.info()
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"index         {info['path']}  (id {info['index_id']})")
+    print(f"source        {info['source']}")
+    print(f"images        {info['unique_images']} unique, from {info['sources']} files "
+          f"({info['duplicate_sources']} exact duplicates; {info['duplicated_images']} images occur more than once)")
+    for top in info["most_duplicated"]:
+        print(f"              {top['duplicate_count']:>6} copies: {top['caption'] or top['source']}")
+    kinds = ", ".join(f"{n} {k}" for k, n in info["skipped_by_kind"].items())
+    print(f"skipped       {info['skipped']} files{f' ({kinds})' if kinds else ''}")
+    sizes = info["image_sizes"]
+    if sizes["min_width"] is not None:
+        print(f"image sizes   {sizes['min_width']}-{sizes['max_width']} x {sizes['min_height']}-{sizes['max_height']} px")
+    print(f"comparison    {info['comparison_size']} px, pixels {'stored' if info['pixels_stored'] else 'read from the source files'}")
+    print(f"feature       {info['feature']['name']} {info['feature']['grid']}x{info['feature']['grid']}x3 "
+          f"({info['feature']['dim']} values), FAISS {info['faiss']['type']}")
+    if info["semantic"]:
+        print(f"semantic      CLIP {info['semantic']['model']} ({info['semantic']['dim']} values)")
+    b = info["bytes"]
+    print(f"disk          {_mb(b['total'])} (database {_mb(b['database'])}, features {_mb(b['features'])}, "
+          f"pixels {_mb(b['pixels'])}, FAISS {_mb(b['faiss'])}, thumbnails {_mb(b['thumbnails'])})")
+    print(f"built         {info['updated']}")
+    return 0
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from inspector import metrics
+    from inspector.training_index import TrainingIndex
+
+    if args.k < 1:
+        raise UserError(f"--k must be at least 1, got {args.k}")
+    for image in args.images:
+        if not image.is_file():
+            raise UserError(f"{image}: no such image file")
+    with TrainingIndex.open(args.dir, semantic=True if args.rank_by == "semantic" else None) as index:
+        results = index.query(list(args.images), k=args.k, rank_by=args.rank_by)
+    if args.json:
+        print_json([{"image": str(image), "neighbours": [n.as_dict() for n in neighbours]}
+                    for image, neighbours in zip(args.images, results, strict=True)])
+        return 0
+    for image, neighbours in zip(args.images, results, strict=True):
+        print(f"{image}:")
+        for n in neighbours:
+            cal = "n/a" if n.calibrated_l2 is None else f"{n.calibrated_l2:.2f}"
+            copies = f", {n.duplicate_count} copies in training" if n.duplicate_count > 1 else ""
+            print(f"  {n.rank}. l2 {n.l2:.4f}  {metrics.describe_tiled_l2(n.tiled_l2)}  SSIM {n.ssim:.3f}  "
+                  f"calibrated l2 {cal}{copies}")
+            print(f"     {n.caption!r}  {n.source}")
+    return 0

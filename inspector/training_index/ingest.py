@@ -1,0 +1,497 @@
+"""Building an index: walk SRC, decode on every core, store each unique image once, then build FAISS.
+
+The build is a generator (:meth:`IndexBuilder.run`) that yields one :class:`BuildProgress` per committed chunk, so
+a GUI worker can show progress and stop between chunks; :func:`build_index` runs it to the end. Memory stays
+bounded whatever the size of SRC: the walk is lazy, at most ``2 x workers + 1`` chunks are in flight, and the
+"already stored?" and "seen these bytes?" questions go to SQLite one chunk at a time.
+
+Interrupted at any moment (even SIGKILL), the index folder is left resumable: ``resume=True`` repairs the row
+files against the database, passes over every source already stored, tries the skipped ones again, and finishes
+with every good image exactly once (see store.py for why).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector.images import MAX_PIXELS
+from inspector.training_index import decode, store, vectors
+from inspector.training_index.decode import Decoded, DecodeSettings, decode_one, thumbnail_relpath
+from inspector.training_index.features import FEATURE_GRID, feature_definition
+from inspector.training_index.sources import Skip, SourceRef, display_name, source_root, total_bytes, walk
+from inspector.training_index.store import IndexStore, ItemRow, SourceRow, TrainingIndexError
+
+#: Default side of the comparison square (DESIGN.md); the demo uses its model's native 32.
+DEFAULT_COMPARISON_SIZE = 256
+MIN_COMPARISON_SIZE = FEATURE_GRID
+MAX_COMPARISON_SIZE = 1024
+#: Canonical pixels are stored when a row is at most this many pixels on a side (128: 48 KiB per image);
+#: larger comparison sizes decode the candidates again from their sources at query time.
+STORE_PIXELS_UP_TO = 128
+DEFAULT_CHUNK_SIZE = 64
+#: With the default worker count, folders smaller than this are decoded in this process: starting the decoding
+#: processes (about a second) would cost more than it saves.
+POOL_MIN_BYTES = 32 * 1024 * 1024
+#: Notes (unreadable caption sidecars and the like) kept in the build report.
+MAX_NOTES = 1000
+
+
+@dataclass
+class SkippedFile:
+    """A file that is not in the index and why, in plain words."""
+
+    source: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class BuildProgress:
+    """Where a build stands after a chunk. ``phase``: "ingesting", "finishing" or "done".
+
+    ``files_done`` counts the sources handled in this run, including those already stored by an earlier run and
+    those skipped; ``rate`` is files decoded per second in this run; ``eta_s`` is estimated from bytes.
+    """
+
+    phase: str
+    files_done: int
+    new_images: int
+    unique_images: int
+    skipped: int
+    bytes_done: int
+    bytes_total: int
+    elapsed_s: float
+    rate: float
+    eta_s: float | None
+    newly_skipped: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the bytes handled, in [0, 1]; None when SRC holds no bytes to read."""
+        if self.bytes_total <= 0:
+            return None
+        return min(1.0, self.bytes_done / self.bytes_total)
+
+
+@dataclass
+class BuildReport:
+    """What a build did (also written to DIR/build_report.json)."""
+
+    index_dir: str
+    index_id: str
+    source: str
+    comparison_size: int
+    unique_images: int
+    sources: int
+    duplicate_sources: int  # sources whose bytes were already stored: sources - unique_images
+    skipped: list[SkippedFile]
+    files_seen: int  # sources met by this run's walk
+    files_already_indexed: int  # of those, stored by an earlier run (resume)
+    new_images: int  # unique images added by this run
+    seconds: float
+    rate: float  # files decoded per second in this run
+    resumed: bool
+    repaired: dict[str, int]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _is_empty_folder(path: Path) -> bool:
+    return path.is_dir() and next(path.iterdir(), None) is None
+
+
+class _Done:
+    """A finished result with the Future interface, for in-process decoding."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+class IndexBuilder:
+    """One build (or resumed build) of an index folder.
+
+    Parameters
+    ----------
+    src
+        A folder of images (captions from sidecar .txt / .json), img2dataset output (files layout or .tar
+        shards), a single .tar shard, or a single image.
+    out
+        The index folder. Must be missing or empty unless ``resume`` is true.
+    resume
+        Continue the build in ``out`` (after an interruption, or to add files that appeared in SRC since).
+    comparison_size
+        Side of the canonical square in pixels, in [16, 1024]; default 256 (resumed builds keep theirs).
+    clip
+        A CLIP model folder or a Hub id in the local Hugging Face cache, for the optional semantic feature.
+    workers
+        Decoding processes (default: one per CPU core, or none for a SRC under 32 MiB); 1 decodes in this
+        process.
+    chunk_size
+        Images per chunk: the unit of decoding work, of commit and of progress.
+    store_pixels
+        Keep canonical pixels for the exact re-rank (default: when comparison_size <= 128).
+    """
+
+    def __init__(
+        self,
+        src: str | os.PathLike,
+        out: str | os.PathLike,
+        *,
+        resume: bool = False,
+        comparison_size: int | None = None,
+        clip: str | os.PathLike | None = None,
+        workers: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        store_pixels: bool | None = None,
+    ):
+        self.src = source_root(src)
+        self.out = Path(os.path.abspath(os.fspath(out)))
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self._auto_workers = workers is None
+        if chunk_size < 1:
+            raise TrainingIndexError(f"chunk size must be at least 1, got {chunk_size}")
+        self.chunk_size = int(chunk_size)
+        self.clip = clip
+        if not self.src.exists():
+            raise TrainingIndexError(f"{src}: no such folder or file: give a folder of training images, "
+                                     "img2dataset output, or a .tar shard")
+        if self.out.exists() and not self.out.is_dir():
+            raise TrainingIndexError(f"{out} is a file: --out needs a folder for the index")
+        if self.src == self.out or self.out in self.src.parents:
+            raise TrainingIndexError(f"--out {out} holds SRC {src}: choose an index folder outside the images")
+        self.resume = bool(resume) and self.out.is_dir() and not _is_empty_folder(self.out)
+        if self.resume:
+            self.manifest = self._check_resumable(comparison_size, clip, store_pixels)
+        else:
+            if self.out.is_dir() and not _is_empty_folder(self.out):
+                raise TrainingIndexError(f"{out} already exists and is not empty: add --resume to continue the "
+                                         "build in it, or choose a new folder")
+            size = DEFAULT_COMPARISON_SIZE if comparison_size is None else int(comparison_size)
+            if not MIN_COMPARISON_SIZE <= size <= MAX_COMPARISON_SIZE:
+                raise TrainingIndexError(f"--size must be between {MIN_COMPARISON_SIZE} and "
+                                         f"{MAX_COMPARISON_SIZE} pixels, got {size}")
+            self.comparison_size = size
+            self.store_pixels = size <= STORE_PIXELS_UP_TO if store_pixels is None else bool(store_pixels)
+            self.manifest = None
+        self.report: BuildReport | None = None
+        self._semantic = None
+
+    def _check_resumable(self, comparison_size: int | None, clip: Any, store_pixels: bool | None) -> dict:
+        manifest = store.read_manifest(self.out)
+        if manifest.get("source") != str(self.src):
+            raise TrainingIndexError(f"{self.out} was built from {manifest.get('source')}, not {self.src}: resume "
+                                     "with the same SRC, or build a new index")
+        size = int(manifest["comparison_size"])
+        if comparison_size is not None and int(comparison_size) != size:
+            raise TrainingIndexError(f"{self.out} compares at {size} px, not {comparison_size}: resume without "
+                                     "--size, or build a new index")
+        if store_pixels is not None and bool(store_pixels) != manifest["pixels"]["stored"]:
+            raise TrainingIndexError(f"{self.out} was built with pixels "
+                                     f"{'stored' if manifest['pixels']['stored'] else 'not stored'}: resume "
+                                     "without changing that, or build a new index")
+        semantic = manifest.get("semantic")
+        if clip is not None and (semantic is None or str(clip) not in (semantic.get("model"), semantic.get("folder"))):
+            raise TrainingIndexError(f"{self.out} was built {'without CLIP' if semantic is None else 'with CLIP ' + semantic['model']}: "
+                                     "resume without changing --clip, or build a new index")
+        if semantic is not None:
+            self.clip = semantic["folder"] if Path(semantic["folder"]).is_dir() else semantic["model"]
+        self.comparison_size = size
+        self.store_pixels = bool(manifest["pixels"]["stored"])
+        return manifest
+
+    # --- the build ---------------------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[BuildProgress]:
+        """Build, yielding progress after every chunk; closing the generator stops between chunks (resumable)."""
+        started = time.monotonic()
+        semantic = self._load_semantic()
+        st, repaired = self._open_store(semantic)
+        settings = DecodeSettings(self.comparison_size, int(st.manifest["feature"]["grid"]), self.store_pixels,
+                                  str(self.out), semantic.input_size if semantic else None)
+        state = _State(count=st.item_count())
+        executor = None
+        notes: list[str] = []
+        try:
+            state.bytes_total = total_bytes(self.src, exclude=[self.out])
+            if self._auto_workers and state.bytes_total < POOL_MIN_BYTES:
+                self.workers = 1  # starting decoding processes costs more than a small folder takes to decode
+            executor = self._executor()
+            decode.reset_cache()
+            for results, skips, already, already_bytes in self._decoded(executor, st, settings):
+                newly_skipped = self._commit(st, settings, semantic, results, skips, state, notes)
+                state.files_done += len(results) + len(skips) + already
+                state.already += already
+                state.decoded += len(results)
+                state.bytes_done += sum(r.ref.size for r in results) + already_bytes
+                state.bytes_decoded += sum(r.ref.size for r in results)
+                yield self._progress("ingesting", state, started, newly_skipped)
+            yield self._progress("finishing", state, started, [])
+            self.report = self._finish(st, state, started, repaired, notes)
+            yield self._progress("done", state, started, [])
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+            st.close()
+
+    def _load_semantic(self) -> Any:
+        if self.clip is None:
+            return None
+        from inspector.training_index.semantic import SemanticModel, model_identity
+
+        self._semantic = SemanticModel.load(self.clip)
+        recorded = (self.manifest or {}).get("semantic")
+        if recorded and model_identity(self._semantic.folder) != recorded["identity"]:
+            raise TrainingIndexError(f"the CLIP model at {self._semantic.folder} has changed since this build "
+                                     "started: its embeddings would not match; build a new index")
+        return self._semantic
+
+    def _open_store(self, semantic: Any) -> tuple[IndexStore, dict[str, int]]:
+        if self.manifest is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.manifest = store.new_manifest(
+                self.src, self.comparison_size, feature_definition(FEATURE_GRID), self.store_pixels,
+                semantic.describe(self.clip) if semantic else None)
+            need = decode.needed_side(DecodeSettings(self.comparison_size, FEATURE_GRID, self.store_pixels, None,
+                                                     semantic.input_size if semantic else None))
+            self.manifest["decode"] = {
+                "need_side": need, "draft_margin": decode.DRAFT_MARGIN, "max_pixels": MAX_PIXELS,
+                "note": "JPEGs are decoded in draft mode to a short side of at least draft_margin x need_side; "
+                        "query files are decoded the same way"}
+            store.write_json_atomic(self.out / store.MANIFEST, self.manifest)
+        else:
+            self.manifest["status"] = store.STATUS_BUILDING
+            store.write_json_atomic(self.out / store.MANIFEST, self.manifest)
+        st = IndexStore(self.out, self.manifest)
+        repaired = st.repair()
+        return st, repaired
+
+    def _executor(self) -> ProcessPoolExecutor | None:
+        if self.workers <= 1:
+            return None
+        # "spawn": safe when the caller has threads (the GUI builds on a worker thread), and each decoding
+        # process is a direct child that notices when the main process is gone (see decode.worker_init).
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=decode.worker_init)
+
+    def _decoded(
+        self, executor: ProcessPoolExecutor | None, st: IndexStore, settings: DecodeSettings
+    ) -> Iterator[tuple[list[Decoded], list[Skip], int, int]]:
+        """Decoded chunks in walk order, with at most 2 x workers + 1 chunks in flight."""
+        pending: deque[tuple[Future | _Done, list[SourceRef], list[Skip], int, int]] = deque()
+        window = 2 * self.workers + 1
+        broken = False
+
+        def result(entry: tuple[Future | _Done, list[SourceRef], list[Skip], int, int]) -> tuple:
+            nonlocal broken
+            job, todo, skips, n_done, n_bytes = entry
+            try:
+                decoded = job.result()
+            except BrokenProcessPool:
+                # A decoding process died (a crashing decoder, or a script that starts processes without the
+                # ``if __name__ == "__main__":`` guard): carry on in this process rather than give up.
+                if not broken:
+                    warnings.warn("a decoding process failed; decoding continues in this process", stacklevel=4)
+                broken = True
+                decoded = decode.decode_chunk(todo, settings)
+            return decoded, skips, n_done, n_bytes
+
+        for chunk in _chunks(walk(self.src, exclude=[self.out]), self.chunk_size):
+            refs = [x for x in chunk if isinstance(x, SourceRef)]
+            skips = [x for x in chunk if isinstance(x, Skip)]
+            done = st.done_sources([r.source for r in refs])
+            todo = [r for r in refs if r.source not in done]
+            done_bytes = sum(r.size for r in refs if r.source in done)
+            if executor is None or broken or not todo:
+                job: Future | _Done = _Done(decode.decode_chunk(todo, settings))
+            else:
+                try:
+                    job = executor.submit(decode.decode_chunk, todo, settings)
+                except BrokenProcessPool:
+                    broken = True
+                    job = _Done(decode.decode_chunk(todo, settings))
+            pending.append((job, todo, skips, len(done), done_bytes))
+            while len(pending) >= window or (pending and isinstance(pending[0][0], _Done)):
+                yield result(pending.popleft())
+        while pending:
+            yield result(pending.popleft())
+
+    def _commit(
+        self,
+        st: IndexStore,
+        settings: DecodeSettings,
+        semantic: Any,
+        results: list[Decoded],
+        skips: list[Skip],
+        state: _State,
+        notes: list[str],
+    ) -> list[SkippedFile]:
+        skipped = [SkippedFile(s.source, s.kind, s.reason) for s in skips]
+        known = st.ids_for_sha(r.sha256 for r in results if r.ok)
+        items: list[ItemRow] = []
+        sources: list[SourceRow] = []
+        new: list[Decoded] = []
+        for r in results:
+            if len(notes) < MAX_NOTES:
+                notes.extend(r.notes[: MAX_NOTES - len(notes)])
+            if r.ok and r.sha256 not in known and r.feature is None:
+                r = decode_one(r.ref, settings)  # the worker skipped bytes it had seen; this index has not
+            if not r.ok:
+                skipped.append(SkippedFile(r.ref.source, r.kind or "damaged", r.reason or "unusable"))
+                continue
+            item_id = known.get(r.sha256)
+            if item_id is None:
+                item_id = state.count + len(items) + 1
+                known[r.sha256] = item_id
+                items.append(ItemRow(item_id, r.sha256, r.ref.source, r.caption, r.width, r.height, r.format,
+                                     r.licence, r.origin, thumbnail_relpath(r.sha256)))
+                new.append(r)
+            sources.append(SourceRow(item_id, r.ref.source, display_name(r.ref.path), r.ref.raw_path,
+                                     r.ref.member, r.ref.offset, r.ref.size, r.caption, r.licence, r.origin))
+        rows = {"features": b"".join(r.feature.astype("<f2").tobytes() for r in new)}
+        if settings.keep_pixels:
+            rows["pixels"] = b"".join(np.ascontiguousarray(r.pixels).tobytes() for r in new)
+        if semantic is not None:
+            emb = semantic.embed(np.stack([r.semantic_input for r in new])) if new else np.zeros((0, semantic.dim))
+            rows["semantic"] = emb.astype("<f2").tobytes()
+        st.commit_chunk(items, sources, [(s.source, s.kind, s.reason) for s in skipped], rows)
+        state.count += len(items)
+        state.new_images += len(items)
+        state.skipped_run += len(skipped)
+        return skipped
+
+    def _finish(self, st: IndexStore, state: _State, started: float, repaired: dict[str, int],
+                notes: list[str]) -> BuildReport:
+        manifest = self.manifest
+        finish_index(st, manifest, before_complete=lambda counts: self._write_report(
+            st, state, started, repaired, notes, counts))
+        return self.report
+
+    def _write_report(self, st: IndexStore, state: _State, started: float, repaired: dict[str, int],
+                      notes: list[str], counts: dict[str, int]) -> None:
+        seconds = time.monotonic() - started
+        n = counts["unique_images"]
+        self.report = BuildReport(
+            index_dir=str(self.out), index_id=self.manifest["index_id"], source=str(self.src),
+            comparison_size=self.comparison_size, unique_images=n, sources=counts["sources"],
+            duplicate_sources=counts["sources"] - n,
+            skipped=[SkippedFile(**s) for s in st.skipped()],
+            files_seen=state.files_done, files_already_indexed=state.already, new_images=state.new_images,
+            seconds=round(seconds, 3), rate=round(state.decoded / seconds, 1) if seconds > 0 else 0.0,
+            resumed=self.resume, repaired=repaired, notes=notes)
+        document = self.report.as_dict()
+        document["finished"] = store.now()
+        store.write_json_atomic(self.out / store.REPORT, document)
+
+    def _progress(self, phase: str, state: _State, started: float, newly: list[SkippedFile]) -> BuildProgress:
+        elapsed = time.monotonic() - started
+        rate = state.decoded / elapsed if elapsed > 0 else 0.0
+        eta = None
+        if state.bytes_decoded > 0 and state.bytes_total > 0:
+            remaining = max(0, state.bytes_total - state.bytes_done)
+            eta = remaining * elapsed / state.bytes_decoded
+        if phase == "done":
+            eta = 0.0
+        return BuildProgress(phase=phase, files_done=state.files_done, new_images=state.new_images,
+                             unique_images=state.count, skipped=state.skipped_run, bytes_done=state.bytes_done,
+                             bytes_total=max(state.bytes_total, state.bytes_done), elapsed_s=elapsed, rate=rate,
+                             eta_s=eta, newly_skipped=newly)
+
+
+@dataclass
+class _State:
+    count: int = 0
+    files_done: int = 0
+    already: int = 0
+    decoded: int = 0
+    new_images: int = 0
+    skipped_run: int = 0
+    bytes_done: int = 0
+    bytes_decoded: int = 0
+    bytes_total: int = 0
+
+
+def finish_index(
+    st: IndexStore,
+    manifest: dict[str, Any],
+    before_complete: Callable[[dict[str, int]], None] | None = None,
+) -> dict[str, int]:
+    """Count duplicates, build the FAISS indexes from the row files, and mark the manifest complete.
+
+    Everything is written under temporary names and renamed; the manifest turns "complete" last, so an
+    interruption here leaves a build that ``resume`` finishes. Returns the counts stored in the manifest.
+    """
+    folder = st.folder
+    st.count_duplicates()
+    counts = st.counts()
+    n = counts["unique_images"]
+    index, description = vectors.build(st.features.memmap("<f2", (n, int(manifest["feature"]["dim"]))), "l2")
+    vectors.write(index, folder / store.FEATURES_FAISS)
+    del index
+    manifest["faiss"] = {**description, "file": store.FEATURES_FAISS}
+    semantic = manifest.get("semantic")
+    if semantic:
+        index, description = vectors.build(st.semantic.memmap("<f2", (n, int(semantic["dim"]))), "ip")
+        vectors.write(index, folder / store.SEMANTIC_FAISS)
+        del index
+        semantic["faiss"] = {**description, "file": store.SEMANTIC_FAISS}
+    if before_complete is not None:
+        before_complete(counts)
+    st.finish()
+    manifest.update(status=store.STATUS_COMPLETE, updated=store.now(), counts=counts,
+                    versions=store.library_versions())
+    store.write_json_atomic(folder / store.MANIFEST, manifest)
+    return counts
+
+
+def build_index(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    comparison_size: int | None = None,
+    clip: str | os.PathLike | None = None,
+    workers: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    store_pixels: bool | None = None,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> BuildReport:
+    """Build (or resume) a training index from ``src`` into ``out`` and return what was done.
+
+    See :class:`IndexBuilder` for the parameters; ``progress`` is called after every chunk. Raises
+    :class:`TrainingIndexError` (a UserError) for bad input, before anything is written.
+
+    With more than one worker, decoding processes are started with "spawn": a script that calls this must do so
+    under ``if __name__ == "__main__":`` (otherwise decoding falls back to this process, with a warning).
+    """
+    builder = IndexBuilder(src, out, resume=resume, comparison_size=comparison_size, clip=clip, workers=workers,
+                           chunk_size=chunk_size, store_pixels=store_pixels)
+    for event in builder.run():
+        if progress is not None:
+            progress(event)
+    assert builder.report is not None
+    return builder.report
+

@@ -1,0 +1,488 @@
+"""Searching an index: FAISS candidates on the compact feature, then the exact distances of the literature.
+
+For each query image, in the canonical form at the index's comparison size S:
+
+1. FAISS returns the C = max(50, 10 k) images nearest on the compact feature (all of them when the index holds
+   fewer), plus, when the index has CLIP embeddings, the C most similar by cosine;
+2. every candidate's exact normalized l2 (Carlini et al.) is computed on its canonical pixels;
+3. the k nearest by l2 are returned (ranking is by l2, as in Carlini et al.; ``rank_by="semantic"`` orders by CLIP
+   similarity instead), each with l2, tiled l2 and SSIM from :mod:`inspector.metrics`, and calibrated l2 against
+   the 50 nearest candidates by l2 (all of them when there are fewer).
+
+The feature distance is a lower bound of l2 (see features.py), so retrieval only misses an image whose l2 is
+beaten by at least C others' feature distances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from inspector import metrics
+from inspector.findings import Neighbour
+from inspector.images import canonical
+from inspector.training_index import store, vectors
+from inspector.training_index.decode import DecodeError, canonical_uint8, open_image
+from inspector.training_index.features import compact_features
+from inspector.training_index.sources import read_bytes
+from inspector.training_index.store import RowFile, RowReader, TrainingIndexError
+
+#: Candidates per query: max(CALIBRATION_N, CANDIDATE_FACTOR * k).
+CANDIDATE_FACTOR = 10
+#: Canonical images decoded again from their sources (indexes that do not store pixels) kept in memory.
+_DECODED_CACHE = 512
+
+ImageLike = np.ndarray | Image.Image | str | os.PathLike
+
+
+class TrainingIndex:
+    """A built training index, opened for queries. Safe to share between threads.
+
+    Use :meth:`open`; close with :meth:`close` or a ``with`` block.
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], semantic: bool | None = None):
+        self.folder = Path(folder).resolve()
+        self.manifest = manifest
+        self.index_id: str = manifest["index_id"]
+        self.comparison_size: int = int(manifest["comparison_size"])
+        self._grid = int(manifest["feature"]["grid"])
+        self._dim = int(manifest["feature"]["dim"])
+        self._need_side = int(manifest.get("decode", {}).get("need_side", self.comparison_size))
+        self._lock = threading.RLock()
+        self._conn = store.connect(self.folder / store.DATABASE, read_only=True)
+        self._count = int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        self._check_files()
+        self._faiss = vectors.read(self.folder / store.FEATURES_FAISS, manifest["faiss"])
+        s = self.comparison_size
+        pix = RowFile(self.folder / store.PIXELS, s * s * 3)
+        self._pixels = (RowReader(pix.path, np.uint8, (s, s, 3), self._count)
+                        if manifest["pixels"]["stored"] else None)
+        self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._semantic_wanted = semantic
+        self._semantic_model: Any = None
+        self._semantic_index: Any = None
+        self._semantic_rows: RowReader | None = None
+        self.semantic_problem: str | None = None  # why the semantic signal is off although the index has it
+        if semantic and not manifest.get("semantic"):
+            raise TrainingIndexError(f"{self.folder} has no CLIP embeddings: rebuild it with --clip MODEL")
+
+    # --- opening -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike, *, semantic: bool | None = None) -> TrainingIndex:
+        """Open a complete index folder.
+
+        Parameters
+        ----------
+        folder
+            An index folder written by :func:`build_index`.
+        semantic
+            Use the CLIP signal: ``None`` when the index has it and its model can be loaded (a warning says so
+            otherwise), ``True`` to require it, ``False`` never.
+        """
+        folder = Path(folder)
+        manifest = store.read_manifest(folder)
+        if manifest.get("status") != store.STATUS_COMPLETE:
+            raise TrainingIndexError(
+                f"{folder} is an unfinished build (interrupted?): finish it with inspector index build "
+                f"{manifest.get('source', 'SRC')} --out {folder} --resume")
+        try:
+            return cls(folder, manifest, semantic=semantic)
+        except TrainingIndexError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged file: say which folder, and what to do
+            raise TrainingIndexError(f"{folder}: the index cannot be read ({type(exc).__name__}: {exc}); build "
+                                     "it again") from None
+
+    def _check_files(self) -> None:
+        expected = int(self.manifest["counts"]["unique_images"])
+        features = RowFile(self.folder / store.FEATURES, self._dim * 2).rows()
+        problems = []
+        if self._count != expected:
+            problems.append(f"the database has {self._count} images, the manifest {expected}")
+        if features < self._count:
+            problems.append(f"{store.FEATURES} has {features} rows for {self._count} images")
+        if self.manifest["pixels"]["stored"]:
+            s = self.comparison_size
+            rows = RowFile(self.folder / store.PIXELS, s * s * 3).rows()
+            if rows < self._count:
+                problems.append(f"{store.PIXELS} has {rows} rows for {self._count} images")
+        if not (self.folder / store.FEATURES_FAISS).is_file():
+            problems.append(f"{store.FEATURES_FAISS} is missing")
+        if problems:
+            raise TrainingIndexError(f"{self.folder}: the index files disagree ({'; '.join(problems)}): finish "
+                                     "or repair it with inspector index build SRC --out DIR --resume")
+
+    def close(self) -> None:
+        """Release the database connection and memory maps."""
+        with self._lock:
+            if self._reader_pool is not None:
+                self._reader_pool.shutdown(wait=True)
+                self._reader_pool = None
+            self._conn.close()
+            for reader in (self._pixels, self._semantic_rows):
+                if reader is not None:
+                    reader.close()
+            self._pixels = None
+            self._semantic_rows = None
+            self._faiss = None
+
+    def __enter__(self) -> TrainingIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        """Number of unique images."""
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"TrainingIndex({str(self.folder)!r}, {self._count} images, {self.comparison_size} px)"
+
+    # --- items -------------------------------------------------------------------------------------------------
+
+    def item(self, item_id: int) -> dict[str, Any]:
+        """Everything stored about one unique image, including all the sources its bytes were found at."""
+        item_id = self._valid_id(item_id)
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, sha256, source, caption, width, height, format, licence, origin, duplicate_count, "
+                "thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
+            sources = self._conn.execute(
+                "SELECT source, caption, licence, origin FROM sources WHERE item_id = ? ORDER BY id",
+                (item_id,)).fetchall()
+        keys = ("id", "sha256", "source", "caption", "width", "height", "format", "licence", "origin",
+                "duplicate_count", "thumbnail")
+        out = dict(zip(keys, row, strict=True))
+        out["thumbnail"] = str(self.folder / out["thumbnail"])
+        out["sources"] = [dict(zip(("source", "caption", "licence", "origin"), s, strict=True)) for s in sources]
+        return out
+
+    def thumbnail_path(self, item_id: int) -> Path:
+        """Absolute path of the item's display thumbnail (JPEG, longest side 128 px)."""
+        item_id = self._valid_id(item_id)
+        with self._lock:
+            rel = self._conn.execute("SELECT thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()[0]
+        return self.folder / rel
+
+    def canonical_image(self, item_id: int) -> np.ndarray:
+        """The item's canonical form: comparison_size x comparison_size x 3 float32 in [0, 1] (for heatmaps)."""
+        return self.canonical_pixels([self._valid_id(item_id)])[0].astype(np.float32) / 255.0
+
+    def canonical_pixels(self, item_ids: Sequence[int]) -> np.ndarray:
+        """Canonical pixels of several items: N x S x S x 3 uint8 (stored, or decoded again from the source)."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        self._check_open()
+        if self._pixels is not None:
+            return self._pixels.read(ids - 1)
+        if not len(ids):
+            return np.zeros((0, self.comparison_size, self.comparison_size, 3), np.uint8)
+        if len(ids) == 1:
+            return self._decode_item(int(ids[0]))[None]
+        # Pillow releases the GIL while it decodes and resizes: a few threads read candidates side by side.
+        return np.stack(list(self._readers().map(self._decode_item, (int(i) for i in ids))))
+
+    def _readers(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._reader_pool is None:
+                self._reader_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                                       thread_name_prefix="index-reader")
+            return self._reader_pool
+
+    def _check_open(self) -> None:
+        if self._faiss is None:
+            raise TrainingIndexError(f"the index {self.folder} is closed: open it again")
+
+    def _valid_id(self, item_id: int) -> int:
+        item_id = int(item_id)
+        if not 1 <= item_id <= self._count:
+            raise TrainingIndexError(f"no image {item_id} in {self.folder} (ids run from 1 to {self._count})")
+        return item_id
+
+    def _decode_item(self, item_id: int) -> np.ndarray:
+        with self._lock:
+            if item_id in self._decoded:
+                self._decoded.move_to_end(item_id)
+                return self._decoded[item_id]
+            sha = self._conn.execute("SELECT sha256 FROM items WHERE id = ?", (item_id,)).fetchone()[0]
+            rows = self._conn.execute(
+                "SELECT source, path, raw_path, offset, size, member FROM sources WHERE item_id = ? ORDER BY id",
+                (item_id,)).fetchall()
+        problems = []
+        for source, path, raw, offset, size, member in rows:
+            real = os.fsdecode(raw) if raw is not None else path
+            try:
+                data = read_bytes(real, offset, size if member else None)
+            except OSError as exc:
+                problems.append(f"{source}: {exc.strerror or exc}")
+                continue
+            if hashlib.sha256(data).hexdigest() != sha:
+                problems.append(f"{source}: the file has changed since it was indexed")
+                continue
+            try:
+                im, _, _ = open_image(data, self._need_side)
+            except DecodeError as exc:
+                problems.append(f"{source}: {exc.reason}")
+                continue
+            pixels = canonical_uint8(im, self.comparison_size)
+            with self._lock:
+                self._decoded[item_id] = pixels
+                while len(self._decoded) > _DECODED_CACHE:
+                    self._decoded.popitem(last=False)
+            return pixels
+        raise TrainingIndexError(
+            f"training image {item_id} can no longer be read from its sources ({'; '.join(problems)}): this index "
+            "reads training images from their files at query time; restore them or rebuild the index")
+
+    # --- queries -----------------------------------------------------------------------------------------------
+
+    def query(self, images: ImageLike | Sequence[ImageLike], k: int = 4, *,
+              rank_by: str = "l2") -> list[list[Neighbour]]:
+        """The k nearest training images of each query image.
+
+        Parameters
+        ----------
+        images
+            H x W x 3 arrays (uint8, or float in [0, 1]), PIL images or image file paths; one image or a sequence
+            (an N x H x W x 3 array is N images).
+        k
+            Neighbours per query (at least 1; fewer come back when the index is smaller).
+        rank_by
+            "l2" (default: exact normalized l2, nearest first) or "semantic" (CLIP cosine similarity, most similar
+            first; needs an index built with --clip).
+
+        Returns
+        -------
+        list of list of Neighbour
+            One list per query image, in order, each ordered by rank (1 = nearest). Distances are computed at the
+            index's comparison size: l2 and tiled_l2 in [0, 1], ssim in [-1, 1], calibrated_l2 >= 0.
+        """
+        if int(k) < 1:
+            raise TrainingIndexError(f"k must be at least 1, got {k}")
+        if rank_by not in ("l2", "semantic"):
+            raise TrainingIndexError(f"rank_by must be 'l2' or 'semantic', got {rank_by!r}")
+        self._check_open()
+        batch = _as_batch(images)
+        if self._count == 0:
+            raise TrainingIndexError(f"{self.folder} holds no images: build it from a folder with usable images")
+        queries = np.stack([self._canonical_query(x) for x in batch]) if batch else None
+        if queries is None:
+            return []
+        model = self._semantic() if (rank_by == "semantic" or self._semantic_wanted is not False) else None
+        if rank_by == "semantic" and model is None:
+            raise TrainingIndexError(f"{self.folder} cannot rank by CLIP similarity: "
+                                     f"{self.semantic_problem or 'it was built without --clip'}")
+        k = int(k)
+        n_candidates = min(self._count, max(metrics.CALIBRATION_N, CANDIDATE_FACTOR * k))
+        _, ids = vectors.search(self._faiss, compact_features(queries, self._grid), n_candidates)
+        embeddings = sem_ids = None
+        if model is not None:
+            inputs = np.stack([_query_pixels(x, model.input_size, self._need_side) for x in batch])
+            embeddings = model.embed(inputs)
+            _, sem_ids = vectors.search(self._semantic_index, embeddings, n_candidates)
+        results = []
+        for qi in range(len(batch)):
+            found = ids[qi][ids[qi] >= 0]
+            if sem_ids is not None:
+                found = np.concatenate([found, sem_ids[qi][sem_ids[qi] >= 0]])
+            candidates = np.unique(found) + 1  # FAISS row -> item id
+            emb = None if embeddings is None else embeddings[qi]
+            results.append(self._rank(queries[qi], candidates, k, rank_by, emb))
+        return results
+
+    def _rank(self, query: np.ndarray, candidates: np.ndarray, k: int, rank_by: str,
+              embedding: np.ndarray | None) -> list[Neighbour]:
+        pixels = self.canonical_pixels(candidates)
+        d = _l2_many(query, pixels)
+        by_l2 = np.lexsort((candidates, d))
+        crowd = float(d[by_l2[: metrics.CALIBRATION_N]].mean())
+        sims = None
+        if embedding is not None:
+            sims = self._semantic_rows.read(candidates - 1).astype(np.float32) @ embedding
+        order = by_l2 if rank_by == "l2" else np.lexsort((candidates, -sims))
+        chosen = order[:k]
+        meta = self._neighbour_meta([int(candidates[j]) for j in chosen])
+        out = []
+        for rank, j in enumerate(chosen, start=1):
+            item_id = int(candidates[j])
+            near = metrics.l2(query, pixels[j])
+            if crowd > 0:
+                calibrated: float | None = near / (metrics.CALIBRATION_ALPHA * crowd)
+            else:
+                calibrated = 0.0 if near == 0 else None  # every near neighbour is identical: no crowd to compare
+            m = meta[item_id]
+            out.append(Neighbour(
+                rank=rank, item_id=item_id, source=m["source"], caption=m["caption"],
+                duplicate_count=m["duplicate_count"], l2=near, tiled_l2=metrics.tiled_l2(query, pixels[j]),
+                ssim=metrics.ssim(query, pixels[j]), calibrated_l2=calibrated, index_id=self.index_id,
+                thumbnail=str(self.folder / m["thumbnail"]), image_sha256=m["sha256"], licence=m["licence"],
+                semantic_similarity=None if sims is None else float(sims[j])))
+        return out
+
+    def _neighbour_meta(self, item_ids: list[int]) -> dict[int, dict[str, Any]]:
+        marks = ",".join("?" * len(item_ids))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, source, caption, duplicate_count, thumbnail, sha256, licence FROM items "
+                f"WHERE id IN ({marks})", item_ids).fetchall()
+        keys = ("source", "caption", "duplicate_count", "thumbnail", "sha256", "licence")
+        return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+
+    def _canonical_query(self, image: ImageLike) -> np.ndarray:
+        return _query_pixels(image, self.comparison_size, self._need_side)
+
+    def _semantic(self) -> Any:
+        """The CLIP model and its FAISS index, loaded on first use; None when unavailable (reason kept)."""
+        if not self.manifest.get("semantic"):
+            return None
+        with self._lock:
+            if self._semantic_model is not None or self.semantic_problem is not None:
+                return self._semantic_model
+            from inspector.training_index.semantic import SemanticModel, SemanticModelError, model_identity
+
+            sem = self.manifest["semantic"]
+            try:
+                model = SemanticModel.load(sem["folder"] if Path(sem["folder"]).is_dir() else sem["model"])
+                if model_identity(model.folder) != sem["identity"]:
+                    raise SemanticModelError(f"the CLIP model at {model.folder} has changed since the index was "
+                                             "built")
+            except SemanticModelError as exc:
+                self.semantic_problem = str(exc)
+                if self._semantic_wanted:
+                    raise
+                warnings.warn(f"CLIP similarity is off for {self.folder}: {exc}", stacklevel=3)
+                return None
+            self._semantic_index = vectors.read(self.folder / store.SEMANTIC_FAISS, sem["faiss"])
+            self._semantic_rows = RowReader(self.folder / store.SEMANTIC, "<f2", (int(sem["dim"]),), self._count)
+            self._semantic_model = model
+            return model
+
+    # --- summary -----------------------------------------------------------------------------------------------
+
+    def info(self, disk_usage: bool = True) -> dict[str, Any]:
+        """What the index holds: counts, sizes, settings and versions (plain JSON types).
+
+        ``bytes`` (with ``disk_usage``) lists the size of each part on disk; walking the thumbnails of a very large
+        index takes a moment, so the GUI may pass ``disk_usage=False``.
+        """
+        m = self.manifest
+        with self._lock:
+            q = self._conn.execute
+            sources = int(q("SELECT COUNT(*) FROM sources").fetchone()[0])
+            skipped = dict(q("SELECT kind, COUNT(*) FROM skipped GROUP BY kind ORDER BY kind").fetchall())
+            dims = q("SELECT MIN(width), MAX(width), MIN(height), MAX(height) FROM items").fetchone()
+            top = q("SELECT id, duplicate_count, caption, source FROM items WHERE duplicate_count > 1 "
+                    "ORDER BY duplicate_count DESC, id LIMIT 5").fetchall()
+            duplicated = int(q("SELECT COUNT(*) FROM items WHERE duplicate_count > 1").fetchone()[0])
+        info: dict[str, Any] = {
+            "path": str(self.folder),
+            "index_id": self.index_id,
+            "status": m["status"],
+            "source": m["source"],
+            "created": m["created"],
+            "updated": m["updated"],
+            "unique_images": self._count,
+            "sources": sources,
+            "duplicate_sources": sources - self._count,
+            "duplicated_images": duplicated,
+            "most_duplicated": [{"item_id": i, "duplicate_count": c, "caption": cap, "source": s}
+                                for i, c, cap, s in top],
+            "skipped": sum(skipped.values()),
+            "skipped_by_kind": skipped,
+            "image_sizes": {"min_width": dims[0], "max_width": dims[1], "min_height": dims[2],
+                            "max_height": dims[3]},
+            "comparison_size": self.comparison_size,
+            "pixels_stored": bool(m["pixels"]["stored"]),
+            "feature": m["feature"],
+            "faiss": m["faiss"],
+            "semantic": None if not m.get("semantic") else {
+                "model": m["semantic"]["model"], "dim": m["semantic"]["dim"], "available": self.semantic_problem
+                is None, "problem": self.semantic_problem},
+            "versions": m["versions"],
+        }
+        if disk_usage:
+            info["bytes"] = self._disk_usage()
+        return info
+
+    def _disk_usage(self) -> dict[str, int]:
+        def size(name: str) -> int:
+            try:
+                return (self.folder / name).stat().st_size
+            except FileNotFoundError:
+                return 0
+
+        usage = {
+            "database": size(store.DATABASE),
+            "features": size(store.FEATURES),
+            "pixels": size(store.PIXELS),
+            "semantic": size(store.SEMANTIC) + size(store.SEMANTIC_FAISS),
+            "faiss": size(store.FEATURES_FAISS),
+            "thumbnails": 0,
+        }
+        for root, _, files in os.walk(self.folder / store.THUMBS):
+            for name in files:
+                try:
+                    usage["thumbnails"] += os.stat(os.path.join(root, name)).st_size
+                except OSError:
+                    continue
+        usage["total"] = sum(usage.values()) + size(store.MANIFEST) + size(store.REPORT)
+        return usage
+
+
+def _as_batch(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
+
+
+def _query_pixels(image: ImageLike, size: int, need_side: int) -> np.ndarray:
+    """The canonical form as S x S x 3 uint8; files are decoded exactly as the build decoded training files."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            data = read_bytes(os.fspath(image))
+        except OSError as exc:
+            raise TrainingIndexError(f"query image {image}: {exc.strerror or exc}") from None
+        try:
+            image, _, _ = open_image(data, need_side)
+        except DecodeError as exc:
+            raise TrainingIndexError(f"query image {image}: {exc.reason}") from None
+    elif isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise TrainingIndexError(f"query images must be H x W x 3 arrays, got shape {image.shape}")
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+    elif not isinstance(image, Image.Image):
+        raise TrainingIndexError(f"a query image must be an array, a PIL image or a path, got {type(image).__name__}")
+    try:
+        if isinstance(image, Image.Image):
+            return canonical_uint8(image, size)
+        return (canonical(image, size) * 255.0).round().astype(np.uint8)
+    except ValueError as exc:
+        raise TrainingIndexError(f"query image: {exc}") from None
+
+
+def _l2_many(query: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Normalized l2 of one uint8 canonical image to each of N others, in float64 like metrics.l2."""
+    q = query.astype(np.float64) / 255.0
+    out = np.empty(len(pixels), dtype=np.float64)
+    step = max(1, 4_000_000 // max(1, q.size))
+    for start in range(0, len(pixels), step):
+        diff = pixels[start:start + step].astype(np.float64) / 255.0 - q
+        out[start:start + step] = np.sqrt(np.mean(diff * diff, axis=(1, 2, 3)))
+    return out
+

@@ -155,7 +155,9 @@ class DemoPipeline(DiffusionPipeline):
             latents = self.scheduler.step(out, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 names = callback_on_step_end_tensor_inputs or ["latents"]
-                result = callback_on_step_end(self, i, t, {n: locals()[n] for n in names}) or {}
+                # locals() inside a comprehension would be the comprehension's own scope (Python < 3.12).
+                scope = locals()
+                result = callback_on_step_end(self, i, t, {n: scope[n] for n in names}) or {}
                 latents = result.get("latents", latents)
 
         images = (latents.float().clamp(-1, 1) + 1) / 2

@@ -1,0 +1,515 @@
+"""Seeded sampling: N images of one prompt, streamed image by image, with progress, cancel and provenance.
+
+An image depends on its seed: each image gets its own CPU ``torch.Generator`` seeded with its seed, the
+diffusers convention (``generator=[torch.Generator("cpu").manual_seed(s) for s in seeds]``), so its initial noise
+does not depend on the batch it is sampled in. The arithmetic can: CPU and GPU kernels (oneDNN convolutions, BLAS
+matrix products, cuDNN) choose their blocking by batch shape and thread count, which moves results by about 1e-6
+and, after rounding to 8 bits, can flip a few pixels by one level. Therefore the default batch size is 1 on the
+CPU (batching gains little there) and every provenance records the batch an image was sampled in and the torch
+thread count, so :func:`inspector.generation.reproduce` can rebuild exactly the same computation.
+
+Cancel: pass any object with ``is_set()`` (a ``threading.Event``). It is checked after every denoising step
+(through ``callback_on_step_end``) and before every batch. When it is set, the pipeline's ``_interrupt`` flag is
+raised (the diffusers convention) and the running batch is abandoned at once, without decoding: its unfinished
+images are discarded, images already yielded are kept, and the iterator simply ends. Tell a cancelled run from
+a finished one by the token (``cancel.is_set()``) or by counting the images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from inspector.errors import UserError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from inspector.generation.loading import LoadedModel
+
+#: Largest side in pixels a request may ask for.
+MAX_SIDE = 4096
+MAX_STEPS = 1000
+MAX_IMAGES = 100_000
+MAX_GUIDANCE = 100.0
+MAX_SEED = 2**63 - 1
+#: Default batch size on a GPU; on the CPU it is 1 (see the module docstring).
+GPU_BATCH_SIZE = 4
+#: How the initial noise is drawn, recorded in every provenance.
+NOISE = "torch.Generator('cpu').manual_seed(seed), one generator per image"
+
+#: ``progress(images_done, n, step, steps, eta_seconds)``: after each denoising step of the running batch;
+#: ``step`` counts from 1 to ``steps`` (the scheduler's number of denoiser calls); ``eta_seconds`` is the
+#: estimated time left for the whole request, ``None`` until it can be estimated.
+ProgressCallback = Callable[[int, int, int, int, "float | None"], None]
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class GenerationError(UserError):
+    """Bad generation settings, or sampling failed; the message says what to change."""
+
+
+class GenerationOutOfMemory(GenerationError):
+    """The device ran out of memory while sampling."""
+
+
+@dataclass
+class GenerationRequest:
+    """What to generate.
+
+    Attributes
+    ----------
+    prompt, negative_prompt
+        Text; an empty negative prompt means none.
+    n
+        Number of images, >= 1; their seeds are ``seed, seed + 1, ..., seed + n - 1``.
+    seed
+        First seed, in [0, 2**63 - 1].
+    seeds
+        Explicit seeds instead (distinct); then ``n`` and ``seed`` are ignored.
+    steps
+        Denoising steps in [1, 1000]; ``None``: the model's default.
+    guidance
+        Classifier-free guidance scale in [0, 100]; ``None``: the model's default.
+    scheduler
+        A diffusers scheduler class name compatible with the model (``"DDIMScheduler"``, ``"EulerDiscrete"``,
+        case-insensitive, the ``Scheduler`` suffix optional); ``None``: the model's own.
+    scheduler_config
+        The scheduler's full config, as recorded in a provenance; used to reproduce exactly.
+    height, width
+        Image size in pixels; ``None``: the model's native size. Must be a multiple of the model's size step.
+    batch_size
+        Images sampled together (speed vs memory); ``None``: 1 on the CPU, 4 on a GPU. It never changes an
+        image's noise; it may change the arithmetic by float rounding (see the module docstring).
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    n: int = 8
+    seed: int = 0
+    seeds: Sequence[int] | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+    scheduler_config: dict[str, Any] | None = None
+    height: int | None = None
+    width: int | None = None
+    batch_size: int | None = None
+
+    def seed_list(self) -> list[int]:
+        """The seeds to sample, one per image, in order."""
+        return list(self.seeds) if self.seeds is not None else [self.seed + i for i in range(self.n)]
+
+    def validate(self) -> None:
+        """Check the settings that do not depend on the model.
+
+        Raises
+        ------
+        GenerationError
+            With a message naming the setting, its allowed range and the value given.
+        """
+        if not isinstance(self.prompt, str):
+            raise GenerationError(f"the prompt must be text, got {type(self.prompt).__name__}")
+        if not isinstance(self.negative_prompt, str):
+            raise GenerationError(f"the negative prompt must be text, got {type(self.negative_prompt).__name__}")
+        if self.seeds is None:
+            _check_int("the number of images (n)", self.n, 1, MAX_IMAGES)
+            _check_int("the seed", self.seed, 0, MAX_SEED)
+            _check_int("the last seed (seed + n - 1)", self.seed + self.n - 1, 0, MAX_SEED)
+        else:
+            seeds = list(self.seeds)
+            if not seeds:
+                raise GenerationError("the list of seeds is empty: give at least one seed")
+            for s in seeds:
+                _check_int("each seed", s, 0, MAX_SEED)
+            if len(set(seeds)) != len(seeds):
+                raise GenerationError("the seeds must be distinct (each names one image)")
+            if len(seeds) > MAX_IMAGES:
+                raise GenerationError(f"at most {MAX_IMAGES} images per request, got {len(seeds)}")
+        if self.steps is not None:
+            _check_int("the number of steps", self.steps, 1, MAX_STEPS)
+        if self.guidance is not None:
+            g = self.guidance
+            if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) \
+                    or not 0 <= g <= MAX_GUIDANCE:
+                raise GenerationError(f"the guidance scale must be a number between 0 and {MAX_GUIDANCE:g}, got {g}")
+        for name, side in (("height", self.height), ("width", self.width)):
+            if side is not None:
+                _check_int(f"the {name}", side, 1, MAX_SIDE)
+        if self.batch_size is not None:
+            _check_int("the batch size", self.batch_size, 1, MAX_IMAGES)
+        if self.scheduler is not None and (not isinstance(self.scheduler, str) or not self.scheduler.strip()):
+            raise GenerationError("the scheduler must be a diffusers scheduler class name, e.g. DDIMScheduler")
+
+
+def _check_int(what: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenerationError(f"{what} must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise GenerationError(f"{what} must be between {lo} and {hi}, got {value}")
+
+
+@dataclass
+class GeneratedImage:
+    """One generated image, its provenance, and its PNG bytes (which carry the provenance)."""
+
+    index: int  # position in the request, 0-based
+    seed: int
+    image: Image.Image
+    provenance: dict[str, Any]
+    png: bytes = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the PNG bytes."""
+        return hashlib.sha256(self.png).hexdigest()
+
+    @property
+    def filename(self) -> str:
+        return seed_filename(self.seed)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the PNG to ``path`` (a file, or a folder to put :attr:`filename` in), atomically."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / self.filename
+        write_atomic(target, self.png)
+        return target
+
+
+def seed_filename(seed: int) -> str:
+    """The file name of a seed's image, e.g. ``seed_00000003.png``."""
+    return f"seed_{seed:08d}.png"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so a crash leaves no half file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------------- planning
+
+
+@dataclass
+class _Plan:
+    prompt: str
+    negative_prompt: str
+    seeds: list[int]
+    steps: int
+    guidance: float | None
+    height: int
+    width: int
+    batch_size: int
+    scheduler: Any  # a fresh scheduler to use, or None for the model's own
+    call_params: frozenset[str]
+
+
+def _plan(model: LoadedModel, request: GenerationRequest) -> _Plan:
+    """Validate ``request`` against ``model`` and fill in the model's defaults (no sampling).
+
+    Raises
+    ------
+    GenerationError
+        For any setting out of range or not supported by this model.
+    """
+    request.validate()
+    pipe = model.pipeline
+    if pipe is None:
+        raise GenerationError("this model has been released; load it again")
+    params = frozenset(inspect.signature(pipe.__call__).parameters)
+    if "generator" not in params or "num_images_per_prompt" not in params:
+        raise GenerationError(f"{type(pipe).__name__} cannot be seeded per image, so its images could not be "
+                              "reproduced; pick another model")
+    if request.negative_prompt and "negative_prompt" not in params:
+        raise GenerationError(f"{type(pipe).__name__} takes no negative prompt; leave it empty")
+    native = model.native_size
+    height = request.height or native
+    width = request.width or native
+    if model.fixed_size and (height, width) != (native, native):
+        raise GenerationError(f"this model only makes {native}x{native} images, got {width}x{height}")
+    if height % model.size_step or width % model.size_step:
+        raise GenerationError(f"height and width must be multiples of {model.size_step} pixels for this model "
+                              f"(native {native}), got {width}x{height}")
+    seeds = request.seed_list()
+    guidance = model.default_guidance if request.guidance is None else float(request.guidance)
+    if guidance is not None and "guidance_scale" not in params:
+        guidance = None
+    return _Plan(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        seeds=seeds,
+        steps=model.default_steps if request.steps is None else request.steps,
+        guidance=guidance,
+        height=height,
+        width=width,
+        batch_size=min(_batch_size(model, request), len(seeds)),
+        scheduler=_scheduler(model, request),
+        call_params=params,
+    )
+
+
+def _batch_size(model: LoadedModel, request: GenerationRequest) -> int:
+    if request.batch_size is not None:
+        return request.batch_size
+    return 1 if model.device == "cpu" else GPU_BATCH_SIZE
+
+
+def scheduler_names(model: LoadedModel) -> list[str]:
+    """Class names of the diffusers schedulers that can replace this model's scheduler."""
+    base = model.base_scheduler
+    classes = {type(base), *getattr(base, "compatibles", [])}
+    return sorted(c.__name__ for c in classes if isinstance(c, type))
+
+
+def _scheduler(model: LoadedModel, request: GenerationRequest) -> Any:
+    """A fresh scheduler for the request, or ``None`` to keep the model's own."""
+    if request.scheduler is None and request.scheduler_config is None:
+        return None
+    import diffusers
+
+    base = model.base_scheduler
+    if request.scheduler is None:
+        cls = type(base)
+    else:
+        wanted = request.scheduler.strip().lower().removesuffix("scheduler")
+        names = {n.lower().removesuffix("scheduler"): n for n in scheduler_names(model)}
+        if wanted not in names:
+            known = {n.lower().removesuffix("scheduler") for n in dir(diffusers) if n.endswith("Scheduler")}
+            why = "is not compatible with this model" if wanted in known else "is not a diffusers scheduler"
+            raise GenerationError(f"scheduler {request.scheduler!r} {why}; choose one of: "
+                                  f"{', '.join(scheduler_names(model))}")
+        cls = getattr(diffusers, names[wanted])
+    config = request.scheduler_config if request.scheduler_config is not None else base.config
+    try:
+        return cls.from_config(dict(config))
+    except (TypeError, ValueError) as exc:
+        raise GenerationError(f"cannot build scheduler {cls.__name__} from its config: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+
+
+class _Interrupted(Exception):
+    """Raised from inside the pipeline to abandon a batch at once (cancel, or a failing progress callback)."""
+
+
+def generate(
+    model: LoadedModel,
+    request: GenerationRequest,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[GeneratedImage]:
+    """Sample the request's images, yielding each as soon as its batch is done, in seed order.
+
+    Parameters
+    ----------
+    model
+        From :func:`inspector.generation.load_model`.
+    request
+        The prompt and settings; validated here, before anything runs.
+    progress
+        Called as ``progress(images_done, n, step, steps, eta_seconds)`` after every denoising step.
+    cancel
+        Checked after every step and before every batch; when set, the running batch is discarded and the
+        iterator ends (images already yielded stay valid).
+
+    Returns
+    -------
+    Iterator[GeneratedImage]
+        Lazily sampled; nothing runs until the first ``next``.
+
+    Raises
+    ------
+    GenerationError
+        At call time for settings out of range; while iterating, when sampling fails
+        (:class:`GenerationOutOfMemory` when the device runs out of memory).
+    """
+    settings = _plan(model, request)
+    return _run(model, settings, progress, cancel)
+
+
+def _run(model: LoadedModel, p: _Plan, progress: ProgressCallback | None,
+         cancel: CancelToken | None) -> Iterator[GeneratedImage]:
+    import torch
+
+    from inspector.provenance import library_versions, png_bytes
+
+    versions = library_versions()
+    threads = torch.get_num_threads()
+    n = len(p.seeds)
+    clock = _Clock(n)
+    for start in range(0, n, p.batch_size):
+        if cancel is not None and cancel.is_set():
+            return
+        seeds = p.seeds[start:start + p.batch_size]
+        batch = _sample_batch(model, p, seeds, clock, progress, cancel)
+        if batch is None:
+            return
+        images, scheduler, nsfw = batch
+        for offset, (seed, image) in enumerate(zip(seeds, images, strict=True)):
+            record = _provenance(model, p, seed, image, scheduler, versions, threads, seeds, offset,
+                                 nsfw[offset] if nsfw else None)
+            clock.images_done += 1
+            yield GeneratedImage(index=start + offset, seed=seed, image=image, provenance=record,
+                                 png=png_bytes(image, record))
+    if progress is not None:
+        progress(n, n, clock.steps, clock.steps, 0.0)
+
+
+@dataclass
+class _Clock:
+    """Counts finished work for the ETA: image-steps done, over the whole request."""
+
+    n: int
+    images_done: int = 0
+    steps: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def eta(self, step: int, batch: int) -> float | None:
+        done = self.images_done * self.steps + step * batch
+        if done <= 0 or self.steps <= 0:
+            return None
+        left = self.n * self.steps - done
+        return max(0.0, (time.monotonic() - self.started) / done * left)
+
+
+def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
+                  progress: ProgressCallback | None, cancel: CancelToken | None):
+    """One pipeline call; ``(images, scheduler, nsfw flags)``, or ``None`` when it was cancelled."""
+    import torch
+
+    failure: list[BaseException] = []
+
+    def on_step_end(pipe: Any, i: int, t: Any, tensors: dict) -> dict:
+        clock.steps = len(pipe.scheduler.timesteps) or p.steps
+        if progress is not None:
+            try:
+                progress(clock.images_done, clock.n, i + 1, clock.steps, clock.eta(i + 1, len(seeds)))
+            except BaseException as exc:  # re-raised as itself below, not as a sampling failure
+                failure.append(exc)
+        if failure or (cancel is not None and cancel.is_set()):
+            pipe._interrupt = True  # diffusers' convention; raising also skips decoding the abandoned batch
+            raise _Interrupted
+        return tensors
+
+    kwargs: dict[str, Any] = {
+        "prompt": p.prompt,
+        "num_images_per_prompt": len(seeds),
+        "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+        "num_inference_steps": p.steps,
+        "output_type": "pil",
+    }
+    if p.negative_prompt:
+        kwargs["negative_prompt"] = p.negative_prompt
+    if p.guidance is not None:
+        kwargs["guidance_scale"] = p.guidance
+    if "height" in p.call_params and "width" in p.call_params:
+        kwargs["height"], kwargs["width"] = p.height, p.width
+    if "callback_on_step_end" in p.call_params:
+        kwargs["callback_on_step_end"] = on_step_end
+
+    with model.lock:
+        pipe = model.pipeline
+        if pipe is None:
+            raise GenerationError("this model has been released; load it again")
+        own = pipe.scheduler
+        if p.scheduler is not None:
+            pipe.scheduler = p.scheduler
+        scheduler = pipe.scheduler
+        try:
+            result = pipe(**kwargs)
+        except _Interrupted:
+            if failure:
+                raise failure[0] from None
+            return None
+        except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError) as exc:  # torch < 2.5: cuda's
+            raise _out_of_memory(model, exc) from exc
+        except (ValueError, TypeError) as exc:
+            raise GenerationError(f"the model refused these settings: {_first_line(exc)}") from exc
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise _out_of_memory(model, exc) from exc
+            raise GenerationError(f"sampling failed on {model.device} ({model.dtype}): {_first_line(exc)}") from exc
+        finally:
+            pipe._interrupt = False
+            if p.scheduler is not None:
+                pipe.scheduler = own
+    if "callback_on_step_end" not in p.call_params:
+        clock.steps = p.steps
+        if progress is not None:
+            progress(clock.images_done, clock.n, p.steps, p.steps, clock.eta(p.steps, len(seeds)))
+    images = getattr(result, "images", None)
+    if images is None and isinstance(result, tuple):
+        images = result[0]
+    if not isinstance(images, list) or len(images) != len(seeds):
+        raise GenerationError(f"{type(pipe).__name__} did not return {len(seeds)} images; "
+                              "is it a text-to-image model?")
+    images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    nsfw = getattr(result, "nsfw_content_detected", None)
+    return images, scheduler, list(nsfw) if isinstance(nsfw, (list, tuple)) else None
+
+
+def _out_of_memory(model: LoadedModel, exc: BaseException) -> GenerationOutOfMemory:
+    if model.device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+    return GenerationOutOfMemory(
+        f"out of memory on {model.device}: lower the batch size or the image size, turn on attention slicing "
+        f"or VAE tiling, or use --device cpu ({_first_line(exc)})"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _provenance(model: LoadedModel, p: _Plan, seed: int, image: Any, scheduler: Any, versions: dict[str, str],
+                threads: int, batch: list[int], index: int, nsfw: bool | None) -> dict[str, Any]:
+    from inspector.provenance import SCHEMA, json_safe, pixels_sha256
+
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "prompt": p.prompt,
+        "negative_prompt": p.negative_prompt,
+        "seed": seed,
+        "steps": p.steps,
+        "guidance": p.guidance,
+        "width": image.width,
+        "height": image.height,
+        "scheduler": {"class": type(scheduler).__name__, "config": json_safe(dict(scheduler.config))},
+        "model": model.identity.as_dict(),
+        "device": model.device,
+        "dtype": model.dtype,
+        "options": dict(model.options),
+        "batch_size": len(batch),
+        "batch": {"seeds": list(batch), "index": index},  # sampled together; see the module docstring
+        "torch_threads": threads,
+        "noise": NOISE,
+        "versions": versions,
+        "pixels_sha256": pixels_sha256(image),
+    }
+    if nsfw is not None:
+        record["nsfw_content_detected"] = bool(nsfw)
+    return record

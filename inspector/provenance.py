@@ -1,0 +1,258 @@
+"""How a generation was made, written into its PNG, and the identity (sha256) of the model that made it.
+
+Every image the inspector generates carries its provenance (DESIGN.md, "Casebook"): prompt, negative prompt,
+seed, steps, guidance, scheduler class and config, size, model source and weight sha256, library versions,
+device and dtype. It travels in two PNG text chunks, so an image found later still says how it was made:
+
+- ``parameters``: the A1111 convention, one human-readable block that other tools already show::
+
+      a photo of a red fox
+      Negative prompt: blurry
+      Steps: 25, Sampler: DDIMScheduler, CFG scale: 2.0, Seed: 3, Size: 32x32, Model hash: 3f2a9c01bd, Model: demo
+
+- ``inspector``: the full record as JSON (:data:`PROVENANCE_KEY`), which :func:`read_provenance` returns.
+
+Model identity: the sha256 of each weight file, computed once and cached by (real path, size, mtime) in a small
+JSON file in the user cache folder (``$INSPECTOR_CACHE_DIR`` overrides it). A model folder's identity is the
+sha256 of its ``sha256sum``-style listing (``<sha256>  <relative path>`` lines, sorted by path); a single-file
+checkpoint's identity is the sha256 of the file itself, as A1111 shows it.
+
+No torch import at module level: the GUI imports this at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from inspector.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: PNG text chunk holding the full provenance as JSON.
+PROVENANCE_KEY = "inspector"
+#: PNG text chunk in the A1111 ``parameters`` format.
+PARAMETERS_KEY = "parameters"
+#: Version of the JSON layout written under :data:`PROVENANCE_KEY`.
+SCHEMA = "inspector.provenance/1"
+#: Application name for the user cache folder.
+APP_NAME = "memorization-inspector"
+#: File name of the weight-hash cache inside the cache folder.
+HASH_CACHE_FILE = "weight-hashes.json"
+
+_CHUNK = 4 * 1024 * 1024
+_cache_lock = threading.Lock()
+
+
+class ProvenanceError(UserError):
+    """A PNG has no readable inspector provenance; the message says why."""
+
+
+# --------------------------------------------------------------------------------------------- model identity
+
+
+def cache_dir() -> Path:
+    """The inspector's cache folder: ``$INSPECTOR_CACHE_DIR`` if set, else the platform's user cache folder."""
+    override = os.environ.get("INSPECTOR_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def _load_hash_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable weight-hash cache %s (%s); it will be rebuilt", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _store_hash_cache(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".part", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as exc:  # a cache we cannot write only costs time next start
+        log.warning("cannot write the weight-hash cache %s (%s); hashes will be recomputed", path, exc)
+
+
+def file_sha256(path: str | os.PathLike, use_cache: bool = True) -> str:
+    """The sha256 (hex) of a file's bytes, cached by its real path, size and modification time.
+
+    A cache hit needs the same size and mtime (nanoseconds), so an edited or replaced file is hashed again.
+    """
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key, stamp = real, [st.st_size, st.st_mtime_ns]
+    store = cache_dir() / HASH_CACHE_FILE
+    if use_cache:
+        with _cache_lock:
+            hit = _load_hash_cache(store).get(key)
+        if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
+            return hit["sha256"]
+    with open(real, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if use_cache:
+        with _cache_lock:
+            data = _load_hash_cache(store)
+            data[key] = {"stamp": stamp, "sha256": digest}
+            _store_hash_cache(store, data)
+    return digest
+
+
+def listing_sha256(file_hashes: Mapping[str, str]) -> str:
+    """The sha256 of a ``sha256sum``-style listing of ``{relative path: sha256}``, sorted by path."""
+    lines = "".join(f"{file_hashes[name]}  {name}\n" for name in sorted(file_hashes))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def files_sha256(root: Path, files: list[Path]) -> dict[str, str]:
+    """``{path relative to root (posix): sha256}`` for ``files`` (each hashed through the cache)."""
+    return {f.relative_to(root).as_posix(): file_sha256(f) for f in sorted(files)}
+
+
+# ------------------------------------------------------------------------------------------- image records
+
+
+def pixels_sha256(image: Any) -> str:
+    """The sha256 of an image's 8-bit RGB pixels (row-major), independent of how the PNG was compressed."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    h.update(rgb.tobytes())
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide the pixels (imports torch, diffusers and transformers)."""
+    import platform
+
+    import diffusers
+    import torch
+    import transformers
+
+    from inspector import __version__
+
+    return {
+        "inspector": __version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types (dicts, lists, str, int, float, bool, None); tuples become lists."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return json_safe(value.tolist())
+    return str(value)
+
+
+def a1111_parameters(provenance: Mapping[str, Any]) -> str:
+    """The A1111-style ``parameters`` text for a provenance record (prompt, negative prompt, settings line)."""
+    lines = [str(provenance.get("prompt", ""))]
+    if provenance.get("negative_prompt"):
+        lines.append(f"Negative prompt: {provenance['negative_prompt']}")
+    model = provenance.get("model") or {}
+    scheduler = provenance.get("scheduler") or {}
+    fields = [
+        ("Steps", provenance.get("steps")),
+        ("Sampler", scheduler.get("class")),
+        ("CFG scale", provenance.get("guidance")),
+        ("Seed", provenance.get("seed")),
+        ("Size", f"{provenance.get('width')}x{provenance.get('height')}"),
+        ("Model hash", (model.get("sha256") or "")[:10] or None),
+        ("Model", model.get("name")),
+        ("Version", f"inspector {(provenance.get('versions') or {}).get('inspector', '')}".strip()),
+    ]
+    lines.append(", ".join(f"{k}: {_a1111_value(v)}" for k, v in fields if v is not None))
+    return "\n".join(lines)
+
+
+def _a1111_value(value: Any) -> str:
+    text = str(value)
+    # A1111 quotes values that would break its comma-separated parser.
+    return json.dumps(text) if any(c in text for c in ',:\n"') else text
+
+
+def png_bytes(image: Any, provenance: Mapping[str, Any]) -> bytes:
+    """Encode ``image`` as PNG with the ``parameters`` and ``inspector`` (JSON) text chunks."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(PARAMETERS_KEY, a1111_parameters(provenance))
+    info.add_text(PROVENANCE_KEY, json.dumps(json_safe(provenance), sort_keys=True, ensure_ascii=True))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info, compress_level=6)
+    return buf.getvalue()
+
+
+def read_provenance(png: str | os.PathLike | bytes) -> dict[str, Any]:
+    """The provenance record stored in a PNG the inspector wrote (a path or the PNG's bytes).
+
+    Raises
+    ------
+    ProvenanceError
+        When the file is missing, not a PNG, or has no readable ``inspector`` chunk.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    where = "the PNG data" if isinstance(png, bytes) else str(png)
+    try:
+        source = io.BytesIO(png) if isinstance(png, bytes) else open(png, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise ProvenanceError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise ProvenanceError(f"{where}: is a folder; pass a PNG file the inspector wrote") from None
+    except OSError as exc:
+        raise ProvenanceError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        with source, Image.open(source) as im:
+            if im.format != "PNG":
+                raise ProvenanceError(f"{where}: is a {im.format} image, not a PNG the inspector wrote")
+            im.load()  # text chunks after the image data are only read once the pixels are
+            text = dict(getattr(im, "text", {}) or {})
+    except ProvenanceError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ProvenanceError(f"{where}: not a readable PNG ({exc})") from None
+    raw = text.get(PROVENANCE_KEY)
+    if raw is None:
+        hint = " (it has A1111 'parameters' only)" if PARAMETERS_KEY in text else ""
+        raise ProvenanceError(
+            f"{where}: has no '{PROVENANCE_KEY}' provenance chunk{hint}; only PNGs written by "
+            "`inspector generate` or the app can be read back or reproduced"
+        )
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:
+        raise ProvenanceError(f"{where}: the '{PROVENANCE_KEY}' chunk is not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise ProvenanceError(
+            f"{where}: unknown provenance layout {record.get('schema') if isinstance(record, dict) else None!r}"
+            f" (this inspector reads {SCHEMA!r}); update the inspector"
+        )
+    return record

@@ -114,7 +114,7 @@ class _Cache:
     def get(self, key: str, **kwargs: Any) -> Any:
         with self._lock:
             if self._key != key:
-                self._value = None
+                self._key, self._value = None, None  # a failed load must not leave the old key behind
                 self._value = self._loader(key, **kwargs)
                 self._key = key
             return self._value
@@ -230,6 +230,8 @@ def prompt_wen_score(model, request: InspectRequest) -> tuple[float | None, list
                                attribute_tokens=True)
     except WenUnsupported as exc:
         return None, None, str(exc)
+    except (RuntimeError, ValueError) as exc:  # a model we cannot score: say so, keep the generations
+        return None, None, f"the Wen score could not be computed: {exc}"
     return result.score, result.tokens, ""
 
 

@@ -102,8 +102,9 @@ def wen_score(
     hook = None
     if attribute_tokens:
         def keep(_module, _inp, out):
-            out.retain_grad()
-            captured["emb"] = out
+            if "emb" not in captured:  # the prompt's own tokens (the negative prompt is encoded second)
+                out.retain_grad()
+                captured["emb"] = out
         hook = pipe.text_encoder.get_input_embeddings().register_forward_hook(keep)
     try:
         with torch.enable_grad() if attribute_tokens else torch.no_grad():

@@ -77,3 +77,22 @@ def test_the_suggestion_rule_on_constructed_distances(neighbours, verdict):
 def test_memorized_reason_names_the_duplicates():
     s = suggest_verdict([nb(0.05, dup=200)])
     assert "200 times" in s.reason and "0.05" in s.reason
+
+
+def test_a_failed_load_does_not_poison_the_cache():
+    from inspector.session import _Cache
+
+    calls = []
+
+    def loader(key):
+        calls.append(key)
+        if key == "bad":
+            raise ValueError("bad model")
+        return key.upper()
+
+    cache = _Cache(loader)
+    assert cache.get("demo") == "DEMO"
+    with pytest.raises(ValueError):
+        cache.get("bad")
+    assert cache.get("demo") == "DEMO"
+    assert calls == ["demo", "bad", "demo"]

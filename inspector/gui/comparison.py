@@ -115,7 +115,7 @@ class NeighbourCard(QFrame):
 class ComparisonPanel(QWidget):
     """Selected generation (large) + four NeighbourCards + the heatmap legend."""
 
-    GEN_SIDE = 256
+    GEN_SIDE = 224
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -136,7 +136,10 @@ class ComparisonPanel(QWidget):
         self.details.setStyleSheet("color: #555")
         self.mode_label = QLabel()
         self.legend = QLabel()
-        left = QVBoxLayout()
+        left_box = QWidget()
+        left_box.setFixedWidth(self.GEN_SIDE + 8)
+        left = QVBoxLayout(left_box)
+        left.setContentsMargins(0, 0, 0, 0)
         left.addWidget(self.gen_title)
         left.addWidget(self.generation)
         left.addWidget(self.verdict)
@@ -154,8 +157,9 @@ class ComparisonPanel(QWidget):
         right.addLayout(head)
         right.addLayout(grid)
         lay = QHBoxLayout(self)
-        lay.addLayout(left)
+        lay.addWidget(left_box)
         lay.addLayout(right, 1)
+        self.setMinimumHeight(440)
         self._update_mode_label()
 
     def clear(self) -> None:
@@ -176,9 +180,15 @@ class ComparisonPanel(QWidget):
             f"{VERDICT_WORDS.get(s.verdict, s.verdict)}&nbsp;</span><br>{s.reason}"
             + ("<br><i>The suggestion is the app's; the label is yours.</i>"))
         prov = item.provenance
+        model = prov.get("model") or {}
+        source = model.get("source", "?") if isinstance(model, dict) else str(model)
+        sha = (model.get("sha256") or "")[:12] if isinstance(model, dict) else ""
         self.details.setText(
-            f"prompt “{prov.get('prompt', '')}” · steps {prov.get('steps', '?')} · guidance "
-            f"{prov.get('guidance', prov.get('guidance_scale', '?'))} · model {prov.get('model_source', prov.get('model', '?'))}")
+            f"steps {prov.get('steps', '?')} · guidance {prov.get('guidance', '?')} · "
+            f"{prov.get('width', '?')}x{prov.get('height', '?')} px · model {source}"
+            + (f" (weights {sha}…)" if sha else ""))
+        self.details.setToolTip("Everything needed to make this image again is stored inside its PNG and in the "
+                                "casebook: prompt, seed, steps, guidance, scheduler, model weights hash, versions.")
         for k, card in enumerate(self.cards):
             if k < len(item.neighbours):
                 card.show_neighbour(item.neighbours[k], thumbnails[k] if thumbnails else None)

@@ -187,7 +187,7 @@ class MainWindow(QMainWindow):
         ):
             QShortcut(QKeySequence(keys), self, activated=slot)
         self._sources_changed()
-        self.resize(1440, 900)
+        self.resize(1440, 960)
 
     # --- sources -----------------------------------------------------------------------------------------------
 

@@ -99,11 +99,10 @@ class PromptPanel(QWidget):
             w = self.suggestions_box.takeAt(0).widget()
             if w:
                 w.deleteLater()
-        words = {"memorized": "copies a training image", "likeness-only": "a likeness, no copy",
-                 "novel": "new images"}
+        words = {"memorized": "memorized", "likeness-only": "likeness", "novel": "novel"}
         for kind, items in prompts.items():
             for text in items:
-                b = QPushButton(f"{text}  —  {words.get(kind, kind)}")
+                b = QPushButton(f"{text}  ({words.get(kind, kind)})")
                 b.setFlat(True)
                 b.setStyleSheet("text-align: left; color: palette(link)")
                 b.setToolTip(f"Put “{text}” in the prompt and generate ({kind} in the demo)")

@@ -1,0 +1,153 @@
+"""The desktop inspector driven as a reviewer would, offscreen, on the embedded demo."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings, Qt, QTimer  # noqa: E402
+
+from inspector.resources import demo_model_dir  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (demo_model_dir() / "model_index.json").exists(),
+                                reason="the demo model is not in resources/demo/model")
+MEMORIZED_PROMPT = "astronaut eileen collins"
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_DATA_DIR", str(tmp_path / "data"))
+    from inspector.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(casebook_path=str(tmp_path / "casebook.db"), settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.hub.shutdown()
+
+
+def generate(qtbot, win, prompt: str, n: int, steps: int = 10, timeout: int = 240_000):
+    win.prompt_panel.prompt.setPlainText(prompt)
+    win.prompt_panel.n.setValue(n)
+    win.prompt_panel.steps.setValue(steps)
+    with qtbot.waitSignal(win.run_finished, timeout=timeout):
+        qtbot.keyClick(win.prompt_panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+
+def test_generate_select_and_press_1_records_a_memorized_finding(qtbot, window, tmp_path):
+    generate(qtbot, window, MEMORIZED_PROMPT, n=4)
+    assert window.grid.source.rowCount() == 4
+    window.grid.select_first()
+    item = window.grid.current_item()
+    assert len(item.neighbours) == 4
+    shown = [card.tiled.text() for card in window.comparison.cards]
+    assert all("tiled l2" in text for text in shown)
+    with qtbot.waitSignal(window.label_written, timeout=30_000):
+        qtbot.keyClick(window.grid, Qt.Key.Key_1)
+    from inspector.casebook import Casebook
+
+    with Casebook.open(tmp_path / "casebook.db") as book:
+        rows = book.findings(label="memorized")
+        assert len(rows) == 1
+        finding = book.get(rows[0].id)
+    assert len(finding.neighbours) == 4
+    assert finding.prompt == MEMORIZED_PROMPT
+    for key in ("seed", "steps", "model"):
+        assert key in finding.provenance, key
+    # auto-advance: the next unlabeled generation is selected
+    assert window.grid.current_item() is not item
+    assert window.grid.current_item().label == "unlabeled"
+
+
+def test_ctrl_z_undoes_the_last_label(qtbot, window, tmp_path):
+    generate(qtbot, window, MEMORIZED_PROMPT, n=2)
+    window.grid.select_first()
+    item = window.grid.current_item()
+    with qtbot.waitSignal(window.label_written, timeout=30_000):
+        qtbot.keyClick(window.grid, Qt.Key.Key_3)
+    assert item.label == "novel"
+    with qtbot.waitSignal(window.label_written, timeout=30_000):
+        qtbot.keyClick(window.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert item.label == "unlabeled"
+    from inspector.casebook import Casebook
+
+    with Casebook.open(tmp_path / "casebook.db") as book:
+        history = book.label_history(item.finding_id)
+    assert [e.label for e in history][-2:] == ["novel", "unlabeled"]
+
+
+def test_escape_cancels_mid_generation_and_keeps_finished_images(qtbot, window):
+    window.prompt_panel.prompt.setPlainText("colourful circles")
+    window.prompt_panel.n.setValue(40)
+    window.prompt_panel.steps.setValue(10)
+    with qtbot.waitSignal(window.run_finished, timeout=240_000):
+        window.start_generation()
+        qtbot.waitUntil(lambda: window.grid.source.rowCount() >= 1, timeout=200_000)
+        qtbot.keyClick(window.grid, Qt.Key.Key_Escape)
+    assert 1 <= window.grid.source.rowCount() < 40
+    assert window.prompt_panel.generate.isEnabled()
+    assert "cancelled" in window.prompt_panel.progress.format()
+
+
+def test_a_bad_model_folder_shows_a_message_and_the_app_stays_usable(qtbot, window, tmp_path):
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    window.model_box.setCurrentText(str(empty))
+    with qtbot.waitSignal(window.error_shown, timeout=60_000):
+        window.prompt_panel.prompt.setPlainText("anything")
+        window.start_generation()
+    qtbot.waitUntil(lambda: window.run_worker is None, timeout=60_000)
+    assert window.banner.isVisible()
+    assert "model_index.json" in window.banner.text.text()
+    assert window.prompt_panel.generate.isEnabled()
+
+
+def test_h_cycles_the_heatmaps(qtbot, window):
+    generate(qtbot, window, MEMORIZED_PROMPT, n=1)
+    with qtbot.waitSignal(window.views_shown, timeout=60_000):
+        window.show_item(window.grid.current_item())
+    modes = []
+    for _ in range(4):
+        qtbot.keyClick(window.grid, Qt.Key.Key_H)
+        modes.append(window.comparison.mode)
+    assert modes == ["pixel", "tiles", "ssim", "none"]
+
+
+def test_a_stale_heatmap_result_is_dropped(qtbot, window):
+    generate(qtbot, window, MEMORIZED_PROMPT, n=2)
+    items = window.grid.source.items()
+    window.show_item(items[0])
+    stale = window._view_request
+    window.show_item(items[1])
+    with qtbot.waitSignal(window.views_shown, timeout=60_000):
+        pass
+    sentinel = [{"none": None}]
+    window._on_views(stale, sentinel)  # arrives late: must not replace the current views
+    assert window.comparison.cards[0]._views is not sentinel[0]
+
+
+def test_the_ui_thread_never_stalls_while_8_images_generate(qtbot, window, record_property):
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def probe():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(probe)
+    generate(qtbot, window, MEMORIZED_PROMPT, n=2)  # warm: model and index loaded
+    last[0] = time.perf_counter()
+    timer.start()
+    generate(qtbot, window, "colourful squares", n=8)
+    timer.stop()
+    worst_ms = max(gaps) * 1000
+    record_property("longest_ui_stall_ms", worst_ms)
+    print(f"longest UI-thread stall while 8 images generate: {worst_ms:.1f} ms")
+    assert worst_ms <= 100

@@ -96,20 +96,35 @@ def tile_grid_picture(a: np.ndarray, b: np.ndarray, side: int, grid: int = 4, vm
     return im
 
 
+def _resized_map(heat: np.ndarray, side: int) -> np.ndarray:
+    """A heatmap in [0, 1] resized to ``side`` x ``side`` (bilinear), for laying over an upscaled picture."""
+    im = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8))
+    return np.asarray(im.resize((side, side), Image.Resampling.BILINEAR)) / 255.0
+
+
+def heatmap_views(gen: np.ndarray, train: np.ndarray, side: int) -> dict[str, np.ndarray]:
+    """The training image and its three heatmaps against the generation, each a ``side`` px RGB picture:
+    "none" (the image), "pixel" (|a - b|), "tiles" (tile l2 grid, worst in red), "ssim" (1 - SSIM)."""
+    big = np.asarray(upscale(train, side))
+    return {
+        "none": big,
+        "pixel": np.asarray(overlay(big, _resized_map(metrics.pixel_difference_map(gen, train), side), vmax=0.5)),
+        "tiles": np.asarray(tile_grid_picture(gen, train, side)),
+        "ssim": np.asarray(overlay(big, _resized_map(metrics.ssim_dissimilarity_map(gen, train), side), vmax=1.0)),
+    }
+
+
 def comparison_sheet(a: np.ndarray, b: np.ndarray, name_a: str = "A", name_b: str = "B", side: int = 256) -> Image.Image:
     """A side-by-side picture: A, B, the pixel difference, the tile grid and the SSIM map, each with a title and
     the colour scale, and the four distances in words underneath. Inputs are canonical arrays of equal shape."""
     d_all = metrics.distances(a, b)
+    views = heatmap_views(a, b, side)
     panels = [
         (upscale(a, side), f"A: {name_a}"),
-        (upscale(b, side), f"B: {name_b}"),
-        (overlay(np.asarray(upscale(b, side)), np.asarray(Image.fromarray(
-            (metrics.pixel_difference_map(a, b) * 255).astype(np.uint8)).resize((side, side))) / 255.0,
-            vmax=0.5), "where they differ (pixel difference)"),
-        (tile_grid_picture(a, b, side), "tile grid (worst tile in red)"),
-        (overlay(np.asarray(upscale(b, side)), np.asarray(Image.fromarray(
-            (np.clip(metrics.ssim_dissimilarity_map(a, b), 0, 1) * 255).astype(np.uint8)).resize((side, side))) / 255.0,
-            vmax=1.0), "structure differs (1 - SSIM)"),
+        (Image.fromarray(views["none"]), f"B: {name_b}"),
+        (Image.fromarray(views["pixel"]), "where they differ (pixel difference)"),
+        (Image.fromarray(views["tiles"]), "tile grid (worst tile in red)"),
+        (Image.fromarray(views["ssim"]), "structure differs (1 - SSIM)"),
     ]
     pad, title_h, foot_h, leg_w = 10, 22, 70, 90
     width = pad + len(panels) * (side + pad) + leg_w
@@ -121,7 +136,10 @@ def comparison_sheet(a: np.ndarray, b: np.ndarray, name_a: str = "A", name_b: st
         x = pad + k * (side + pad)
         draw.text((x, pad), title, fill="black", font=f)
         sheet.paste(im, (x, pad + title_h))
-    sheet.paste(legend(side, 0.5, "difference", width=leg_w), (pad + len(panels) * (side + pad), pad + title_h))
+    half = side // 2 - 4
+    x_leg = pad + len(panels) * (side + pad)
+    sheet.paste(legend(half, 0.5, "pixels, tiles", width=leg_w), (x_leg, pad + title_h))
+    sheet.paste(legend(half, 1.0, "1 - SSIM", width=leg_w), (x_leg, pad + title_h + half + 8))
     verdict = metrics.describe_tiled_l2(d_all.tiled_l2)
     lines = [
         f"{verdict}.   l2 {d_all.l2:.3f} (0 = identical).   SSIM {d_all.ssim:.3f} (1 = identical structure).",

@@ -256,28 +256,9 @@ def finding_from(item: Inspected, summary: PromptSummary | None = None) -> Findi
 
 def neighbour_views(index_source: str, item: Inspected, side: int = 150) -> list[dict[str, np.ndarray]]:
     """For each neighbour: the training image and its three heatmaps against the generation, as pictures."""
-    from PIL import Image
-
-    from inspector import heatmap, metrics
+    from inspector.heatmap import heatmap_views
     from inspector.images import canonical
 
     index = INDEXES.get(index_source)
-    size = index.comparison_size
-    gen = canonical(item.image, size)
-    views = []
-    for nb in item.neighbours:
-        train = index.canonical_image(nb.item_id)
-        big = np.asarray(heatmap.upscale(train, side))
-        diff = metrics.pixel_difference_map(gen, train)
-        ssim_map = np.clip(metrics.ssim_dissimilarity_map(gen, train), 0, 1)
-
-        def up(m: np.ndarray) -> np.ndarray:
-            return np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((side, side))) / 255.0
-
-        views.append({
-            "none": big,
-            "pixel": np.asarray(heatmap.overlay(big, up(diff), vmax=0.5)),
-            "tiles": np.asarray(heatmap.tile_grid_picture(gen, train, side)),
-            "ssim": np.asarray(heatmap.overlay(big, up(ssim_map), vmax=1.0)),
-        })
-    return views
+    gen = canonical(item.image, index.comparison_size)
+    return [heatmap_views(gen, index.canonical_image(nb.item_id), side) for nb in item.neighbours]

@@ -33,6 +33,21 @@ from inspector.gui.workers import GeneratorWorker, WorkerHub
 DEMO = "demo"
 
 
+def _inspect_in_background(*args, **kwargs):
+    """``inspect_prompt`` for the window: torch keeps one core free, so the UI thread always finds one (on two
+    cores, two busy torch threads made the window stall for over 100 ms)."""
+    import os
+
+    import torch
+
+    from inspector.session import inspect_prompt
+
+    wanted = max(1, (os.cpu_count() or 2) - 1)
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+    yield from inspect_prompt(*args, **kwargs)
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, UserError):
         return str(exc)
@@ -260,7 +275,7 @@ class MainWindow(QMainWindow):
         if not values["prompt"]:
             self.show_error("Type a prompt first (or click one of the demo prompts).")
             return
-        from inspector.session import InspectRequest, inspect_prompt
+        from inspector.session import InspectRequest
 
         request = InspectRequest(prompt=values["prompt"], negative_prompt=values["negative_prompt"],
                                  n=values["n"], seed=values["seed"], steps=values["steps"],
@@ -278,7 +293,7 @@ class MainWindow(QMainWindow):
         self.prompt_panel.progress.setRange(0, request.n * max(1, request.steps or 1))
         self.prompt_panel.progress.setValue(0)
         self.prompt_panel.progress.setFormat("starting…")
-        worker = GeneratorWorker(inspect_prompt, self.model_source, self.index_source, request)
+        worker = GeneratorWorker(_inspect_in_background, self.model_source, self.index_source, request)
         worker.signals.yielded.connect(self._on_result)
         worker.signals.progress.connect(self._on_progress)
         worker.signals.errored.connect(self._on_run_error)

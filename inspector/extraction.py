@@ -36,7 +36,8 @@ def pairwise_tiled_l2(images: np.ndarray | Sequence[np.ndarray], grid: int = 4) 
     Vectorised per tile with Gram matrices: ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b, so 500 images of 64 px take
     well under a second.
     """
-    x = np.stack([as_float(im) for im in images]) if not isinstance(images, np.ndarray) else as_float(images)
+    # Converted to float one tile at a time: 500 images of 256 px stay 98 MB as uint8 instead of 786 MB.
+    x = np.asarray(images) if isinstance(images, np.ndarray) else np.stack([np.asarray(im) for im in images])
     if x.ndim != 4 or x.shape[3] != 3:
         raise ValueError(f"expected N x H x W x 3 images, got shape {x.shape}")
     n, h, w, _ = x.shape
@@ -47,7 +48,7 @@ def pairwise_tiled_l2(images: np.ndarray | Sequence[np.ndarray], grid: int = 4) 
     worst = np.zeros((n, n), dtype=np.float64)
     for i in range(grid):
         for j in range(grid):
-            tile = x[:, rows[i]:rows[i + 1], cols[j]:cols[j + 1], :].reshape(n, -1).astype(np.float64)
+            tile = as_float(x[:, rows[i]:rows[i + 1], cols[j]:cols[j + 1], :]).reshape(n, -1)
             sq = (tile * tile).sum(axis=1)
             d2 = sq[:, None] + sq[None, :] - 2.0 * (tile @ tile.T)
             np.maximum(d2, 0.0, out=d2)

@@ -128,9 +128,11 @@ class TrainingIndex:
     def close(self) -> None:
         """Release the database connection and memory maps."""
         with self._lock:
-            if self._reader_pool is not None:
-                self._reader_pool.shutdown(wait=True)
-                self._reader_pool = None
+            pool, self._reader_pool = self._reader_pool, None
+        if pool is not None:
+            # Outside the lock: a reader still decoding needs the lock to store its result.
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
             self._conn.close()
             for reader in (self._pixels, self._semantic_rows):
                 if reader is not None:

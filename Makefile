@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: run test lint contracts pytest bench demo clean
+.PHONY: run test lint contracts pytest bench demo clean dist bundle-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,26 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/inspector demo build
+
+# Packaging (README, "Install"): the wheel and sdist in dist/, then the one-folder bundle dist/memorization-inspector/
+# (PyInstaller, CPU torch from the venv). The bundle takes long on a small machine, so CI does not build it.
+PACKAGING_STAMP := $(VENV)/.packaging-stamp
+
+$(PACKAGING_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet build==1.6.1 pyinstaller==6.22.3
+	touch $(PACKAGING_STAMP)
+
+dist: $(PACKAGING_STAMP)
+	rm -rf dist/memorization_inspector-*
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller \
+		packaging/memorization-inspector.spec
+	du -sh dist/*.whl dist/*.tar.gz dist/memorization-inspector
+
+# Starts the built bundle offscreen with --screenshot (twice: first start, then with the demo index cached) and
+# checks the picture; `make dist` first.
+bundle-smoke: $(STAMP)
+	$(PY) packaging/smoke_test.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

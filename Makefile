@@ -37,8 +37,8 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/inspector demo build
 
-# Packaging (README, "Install"): the wheel and sdist in dist/, then the one-folder bundle dist/memorization-inspector/
-# (PyInstaller, CPU torch from the venv). The bundle takes long on a small machine, so CI does not build it.
+# Packaging (README, "Install"): the wheel and sdist in dist/, then the one-folder bundle
+# dist/memorization-inspector/ (PyInstaller, CPU torch from the venv). CI does not build the bundle (minutes).
 PACKAGING_STAMP := $(VENV)/.packaging-stamp
 
 $(PACKAGING_STAMP): $(STAMP)
@@ -52,7 +52,7 @@ dist: $(PACKAGING_STAMP)
 		packaging/memorization-inspector.spec
 	du -sh dist/*.whl dist/*.tar.gz dist/memorization-inspector
 
-# Starts the built bundle offscreen with --screenshot (twice: first start, then with the demo index cached) and
+# Starts the built bundle offscreen with --screenshot (first start, then with the demo index cached) and
 # checks the picture; `make dist` first.
 bundle-smoke: $(STAMP)
 	$(PY) packaging/smoke_test.py

@@ -1,4 +1,4 @@
-"""``python -m inspector``, and the entry point of the PyInstaller bundle (packaging/memorization-inspector.spec)."""
+"""``python -m inspector``; also the entry point of the bundle (packaging/memorization-inspector.spec)."""
 
 import multiprocessing
 

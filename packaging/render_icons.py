@@ -33,7 +33,8 @@ def render(source: Path = SOURCE, icons: Path = ICONS, sizes: tuple[int, ...] = 
     from PySide6.QtGui import QGuiApplication, QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
 
-    app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])  # noqa: F841 - QPainter on images needs it
+    # QPainter on a QImage needs an application object (offscreen is enough)
+    app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])  # noqa: F841
     renderer = QSvgRenderer(str(source))
     if not renderer.isValid():
         raise SystemExit(f"render_icons: {source} is not a valid SVG")

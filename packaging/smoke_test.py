@@ -2,12 +2,12 @@
 
     python packaging/smoke_test.py [--bundle dist/memorization-inspector] [--timeout 900]
 
-(`make bundle-smoke` runs it.) Two runs share one fresh cache folder: the first is a user's very first start (the
-demo's training index is built into the cache), the second a later start. Each must exit 0 and write a PNG of the
-window that is not one colour. A third start measures the time to the first window, and an index build with two
-decoding processes checks that the frozen executable starts its workers. Prints the bundle's size and
-the time of each run; exits 0 when all is well, 1 with the reason otherwise. Needs Pillow (the project's
-environment has it); never imports Qt.
+(`make bundle-smoke` runs it.) Two runs share one fresh cache folder: the first is a user's very first
+start (the demo's training index is built into the cache), the second a later start. Each must exit 0 and
+write a PNG of the window that is not one colour. A third start measures the time to the first window, and
+an index build with two decoding processes checks that the frozen executable starts its workers. Prints the
+bundle's size and the time of each run; exits 0 when all is well, 1 with the reason otherwise. Needs Pillow
+(the project's environment has it); never imports Qt.
 """
 
 from __future__ import annotations
@@ -90,27 +90,33 @@ def run_once(exe: Path, shot: Path, env: dict[str, str], timeout: float) -> floa
 
 def window_start_time(exe: Path, tmp: str, env: dict[str, str], timeout: float) -> float:
     """Seconds from starting the bundle to its window being up. Measured by asking for a model that does not
-    exist: the window opens, its generation run fails at once, and the screenshot path exits 1 with the error."""
+    exist: the window opens, its generation run fails at once, and the screenshot path exits 1 with the
+    error."""
     missing = Path(tmp, "no-such-model")
-    args = [str(exe), "--screenshot", str(Path(tmp, "unused.png")), "--prompt", PROMPT, "--model", str(missing)]
-    env = dict(env, INSPECTOR_DATA_DIR=str(Path(tmp, "data-window")))  # the window remembers the model it was given
+    shot = str(Path(tmp, "unused.png"))
+    args = [str(exe), "--screenshot", shot, "--prompt", PROMPT, "--model", str(missing)]
+    # its own data folder: the window remembers the model it was given
+    env = dict(env, INSPECTOR_DATA_DIR=str(Path(tmp, "data-window")))
     start = time.monotonic()
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
     elapsed = time.monotonic() - start
     if done.returncode != 1 or str(missing) not in done.stderr:
-        raise SmokeFailure(f"expected the window to report the missing model and exit 1, got {done.returncode}: "
-                           f"{done.stderr.strip()[-500:]}")
+        raise SmokeFailure(f"expected the window to report the missing model and exit 1, got "
+                           f"{done.returncode}: {done.stderr.strip()[-500:]}")
     return elapsed
 
 
 def check_worker_processes(exe: Path, bundle: Path, tmp: str, env: dict[str, str], timeout: float) -> str:
-    """Build an index of the demo training images with two decoding processes: in a frozen app each one is this
-    executable started again, which must become a worker (multiprocessing.freeze_support), not a second app."""
+    """Build an index of the demo training images with two decoding processes: in a frozen app each one is
+    this executable started again, which must become a worker (multiprocessing.freeze_support), not a second
+    app."""
     training = bundle / "_internal" / "inspector" / "_resources" / "demo" / "training"
-    args = [str(exe), "index", "build", str(training), "--out", str(Path(tmp, "index")), "--workers", "2", "--json"]
+    out = str(Path(tmp, "index"))
+    args = [str(exe), "index", "build", str(training), "--out", out, "--workers", "2", "--json"]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise SmokeFailure(f"`index build --workers 2` exited {done.returncode}: {done.stderr.strip()[-500:]}")
+        raise SmokeFailure(f"`index build --workers 2` exited {done.returncode}: "
+                           f"{done.stderr.strip()[-500:]}")
     report = json.loads(done.stdout)
     if not report["unique_images"] or report["skipped"]:
         raise SmokeFailure(f"`index build --workers 2` indexed {report['unique_images']} images, "
@@ -125,7 +131,8 @@ def smoke(bundle: Path, timeout: float) -> None:
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
                    INSPECTOR_DATA_DIR=str(Path(tmp, "data")), INSPECTOR_CACHE_DIR=str(Path(tmp, "cache")))
         start = time.monotonic()
-        version = subprocess.run([str(exe), "--version"], env=env, capture_output=True, text=True, timeout=timeout)
+        version = subprocess.run([str(exe), "--version"], env=env, capture_output=True, text=True,
+                                 timeout=timeout)
         if version.returncode != 0:
             raise SmokeFailure(f"`{NAME} --version` exited {version.returncode}: {version.stderr.strip()}")
         print(f"--version: {version.stdout.strip()} in {time.monotonic() - start:.1f} s")
@@ -134,7 +141,8 @@ def smoke(bundle: Path, timeout: float) -> None:
             elapsed = run_once(exe, shot, env, timeout)
             print(f"{label}: screenshot of 2 generations in {elapsed:.1f} s; {check_picture(shot)}")
         print(f"start-up to the first window: {window_start_time(exe, tmp, env, timeout):.1f} s")
-        print(f"index build with 2 worker processes: {check_worker_processes(exe, bundle, tmp, env, timeout)}")
+        workers = check_worker_processes(exe, bundle, tmp, env, timeout)
+        print(f"index build with 2 worker processes: {workers}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,10 +146,19 @@ def test_decoding_processes_exit_when_the_build_is_killed(tmp_path):
     assert proc.poll() is None and len(kids) >= 2, "the build ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{k}").exists() for k in kids) and time.monotonic() < deadline:
+    def alive(pid: int) -> bool:
+        # An exited orphan can stay a zombie until its new parent (PID 1 here, which may not reap promptly)
+        # collects it: a zombie has exited.
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 30
+    while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    left = [k for k in kids if Path(f"/proc/{k}").exists()]
+    left = [k for k in kids if alive(k)]
     for k in left:  # this test started them: do not leave them behind, but fail
         subprocess.run(["kill", "-9", str(k)], check=False)
     assert not left, "decoding processes outlived the killed build"

@@ -61,8 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a compatible diffusers scheduler, e.g. DDIMScheduler, EulerDiscrete (default: the model's)")
     p.add_argument("--size", metavar="N|WxH", help="image size in pixels (default: the model's native size)")
     p.add_argument("--batch-size", type=int, metavar="B",
-                   help="images sampled together (default: 1 on the CPU, 4 on a GPU); more is faster on a GPU "
-                        "but may move pixels by float rounding (reproduce rebuilds the batch)")
+                   help="images sampled together (default: 1 on the CPU, 4 on a GPU); the pixels of an image "
+                        "do not depend on it")
+    p.add_argument("--fast-batches", action="store_true",
+                   help="compute each batch in one network call: faster on a GPU, but an image may then differ by "
+                        "a level in a few pixels from the same seed sampled alone (reproduce replays the batch)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                    help="auto: cuda, then mps, then cpu (default)")
     p.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto",
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     request = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, n=args.n, seed=args.seed, steps=args.steps,
         guidance=args.guidance, scheduler=args.scheduler, height=height, width=width, batch_size=args.batch_size,
+        batch_invariant=not args.fast_batches,
     )
     try:
         request.validate()

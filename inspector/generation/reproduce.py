@@ -4,9 +4,10 @@ A finding is evidence only if anyone can make exactly the same image again from 
 the record (from the PNG's ``inspector`` chunk, or from a ``manifest.json`` entry), samples the seed again with
 the recorded prompt, steps, guidance, scheduler (class and full config) and size, and compares pixels.
 
-By default it rebuilds the very computation that made the image: the same batch of seeds (when the image was
-sampled in a batch) and the same torch thread count, because kernels pick their blocking by batch shape and
-thread count. Same weights, libraries, device and dtype then give a maximum difference of 0. Another machine,
+By default it rebuilds the very computation that made the image: the same torch thread count, and the same batch
+of seeds when the image was sampled in a batch whose arithmetic was not batch-invariant (see
+:mod:`inspector.generation.invariance`; an image sampled batch-invariantly is regenerated alone), because
+kernels pick their blocking by batch shape and thread count. Same weights, libraries, device and dtype then give a maximum difference of 0. Another machine,
 device or dtype usually gives small differences (a level or two in a few pixels), which the result reports
 rather than hides.
 """
@@ -109,9 +110,10 @@ def reproduce(
     tolerance
         Largest max-abs difference (0-255) still called a match; 0 demands identical pixels.
     exact_batch
-        Regenerate the whole recorded batch (and use the recorded torch thread count) so the arithmetic is the
-        same as when the image was made (torch's thread count is set for the call, then restored); ``False``
-        samples the one seed alone, faster for big batches.
+        Use the recorded torch thread count, and regenerate the whole recorded batch when the record says its
+        pixels depended on the batch, so the arithmetic is the same as when the image was made (torch's thread
+        count is set for the call, then restored); ``False`` samples the one seed alone with this process's
+        threads.
 
     Raises
     ------
@@ -195,15 +197,16 @@ def load_recorded_model(
 def request_from_provenance(record: dict[str, Any], exact_batch: bool = True) -> tuple[GenerationRequest, int]:
     """The request that regenerates the image a provenance record describes, and the image's index in it.
 
-    With ``exact_batch`` the request samples the recorded batch of seeds together (see the module docstring);
-    otherwise the one seed alone.
+    With ``exact_batch`` the request samples the recorded batch of seeds together, unless the record says the
+    image was sampled batch-invariantly (see the module docstring); otherwise the one seed alone.
     """
     try:
         scheduler = record.get("scheduler") or {}
         seed = int(record["seed"])
         seeds, index = [seed], 0
         batch = record.get("batch") or {}
-        if exact_batch and isinstance(batch.get("seeds"), list) and len(batch["seeds"]) > 1:
+        if exact_batch and not record.get("batch_invariant") and isinstance(batch.get("seeds"), list) \
+                and len(batch["seeds"]) > 1:
             seeds, index = [int(s) for s in batch["seeds"]], int(batch["index"])
             if seeds[index] != seed:
                 raise ValueError(f"batch index {index} does not hold seed {seed}")
@@ -218,6 +221,7 @@ def request_from_provenance(record: dict[str, Any], exact_batch: bool = True) ->
             height=int(record["height"]),
             width=int(record["width"]),
             batch_size=len(seeds),
+            batch_invariant=bool(record.get("batch_invariant", False)),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ReproduceError(f"the provenance record is incomplete or damaged ({exc!r})") from None

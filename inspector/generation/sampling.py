@@ -1,12 +1,12 @@
 """Seeded sampling: N images of one prompt, streamed image by image, with progress, cancel and provenance.
 
-An image depends on its seed: each image gets its own CPU ``torch.Generator`` seeded with its seed, the
+An image depends on its seed alone: each image gets its own CPU ``torch.Generator`` seeded with its seed, the
 diffusers convention (``generator=[torch.Generator("cpu").manual_seed(s) for s in seeds]``), so its initial noise
-does not depend on the batch it is sampled in. The arithmetic can: CPU and GPU kernels (oneDNN convolutions, BLAS
-matrix products, cuDNN) choose their blocking by batch shape and thread count, which moves results by about 1e-6
-and, after rounding to 8 bits, can flip a few pixels by one level. Therefore the default batch size is 1 on the
-CPU (batching gains little there) and every provenance records the batch an image was sampled in and the torch
-thread count, so :func:`inspector.generation.reproduce` can rebuild exactly the same computation.
+does not depend on the batch it is sampled in; and by default the networks compute image by image inside a batch
+(:mod:`inspector.generation.invariance`), so the arithmetic does not either: batch sizes 1 and 4 give the same
+pixels. With ``batch_invariant=False`` a batch is one network call (faster on a GPU); kernels then pick their
+blocking by batch shape, which can flip a few pixels by one level, so the provenance records the batch and
+:func:`inspector.generation.reproduce` replays it. Every provenance also records the torch thread count.
 
 Cancel: pass any object with ``is_set()`` (a ``threading.Event``). It is checked after every denoising step
 (through ``callback_on_step_end``) and before every batch. When it is set, the pipeline's ``_interrupt`` flag is
@@ -17,6 +17,7 @@ a finished one by the token (``cancel.is_set()``) or by counting the images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
@@ -41,7 +42,7 @@ MAX_STEPS = 1000
 MAX_IMAGES = 100_000
 MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
-#: Default batch size on a GPU; on the CPU it is 1 (see the module docstring).
+#: Default batch size on a GPU; on the CPU it is 1 (batching gains little there).
 GPU_BATCH_SIZE = 4
 #: How the initial noise is drawn, recorded in every provenance.
 NOISE = "torch.Generator('cpu').manual_seed(seed), one generator per image"
@@ -91,7 +92,11 @@ class GenerationRequest:
         Image size in pixels; ``None``: the model's native size. Must be a multiple of the model's size step.
     batch_size
         Images sampled together (speed vs memory); ``None``: 1 on the CPU, 4 on a GPU. It never changes an
-        image's noise; it may change the arithmetic by float rounding (see the module docstring).
+        image's pixels while ``batch_invariant`` holds.
+    batch_invariant
+        Run the networks image by image inside a batch, so an image's pixels depend on its seed alone (the
+        default). ``False``: one network call per batch, faster on a GPU, but a pixel may then differ by a level
+        from the same seed sampled in another batch (see the module docstring).
     """
 
     prompt: str
@@ -106,6 +111,7 @@ class GenerationRequest:
     height: int | None = None
     width: int | None = None
     batch_size: int | None = None
+    batch_invariant: bool = True
 
     def seed_list(self) -> list[int]:
         """The seeds to sample, one per image, in order."""
@@ -149,6 +155,8 @@ class GenerationRequest:
                 _check_int(f"the {name}", side, 1, MAX_SIDE)
         if self.batch_size is not None:
             _check_int("the batch size", self.batch_size, 1, MAX_IMAGES)
+        if not isinstance(self.batch_invariant, bool):
+            raise GenerationError(f"batch_invariant must be True or False, got {self.batch_invariant!r}")
         if self.scheduler is not None and (not isinstance(self.scheduler, str) or not self.scheduler.strip()):
             raise GenerationError("the scheduler must be a diffusers scheduler class name, e.g. DDIMScheduler")
 
@@ -220,6 +228,7 @@ class _Plan:
     height: int
     width: int
     batch_size: int
+    batch_invariant: bool
     scheduler: Any  # a fresh scheduler to use, or None for the model's own
     call_params: frozenset[str]
 
@@ -263,6 +272,7 @@ def _plan(model: LoadedModel, request: GenerationRequest) -> _Plan:
         height=height,
         width=width,
         batch_size=min(_batch_size(model, request), len(seeds)),
+        batch_invariant=request.batch_invariant,
         scheduler=_scheduler(model, request),
         call_params=params,
     )
@@ -365,10 +375,10 @@ def _run(model: LoadedModel, p: _Plan, progress: ProgressCallback | None,
         batch = _sample_batch(model, p, seeds, clock, progress, cancel)
         if batch is None:
             return
-        images, scheduler, nsfw = batch
+        images, scheduler, nsfw, invariant = batch
         for offset, (seed, image) in enumerate(zip(seeds, images, strict=True)):
             record = _provenance(model, p, seed, image, scheduler, versions, threads, seeds, offset,
-                                 nsfw[offset] if nsfw else None)
+                                 nsfw[offset] if nsfw else None, invariant)
             clock.images_done += 1
             yield GeneratedImage(index=start + offset, seed=seed, image=image, provenance=record,
                                  png=png_bytes(image, record))
@@ -395,8 +405,10 @@ class _Clock:
 
 def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
                   progress: ProgressCallback | None, cancel: CancelToken | None):
-    """One pipeline call; ``(images, scheduler, nsfw flags)``, or ``None`` when it was cancelled."""
+    """One pipeline call; ``(images, scheduler, nsfw flags, batch invariant)``, or ``None`` when cancelled."""
     import torch
+
+    from inspector.generation.invariance import per_image_calls
 
     failure: list[BaseException] = []
 
@@ -436,8 +448,10 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
         if p.scheduler is not None:
             pipe.scheduler = p.scheduler
         scheduler = pipe.scheduler
+        invariance = per_image_calls(pipe, len(seeds)) if p.batch_invariant else contextlib.nullcontext()
         try:
-            result = pipe(**kwargs)
+            with invariance as state:
+                result = pipe(**kwargs)
         except _Interrupted:
             if failure:
                 raise failure[0] from None
@@ -466,7 +480,8 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
                               "is it a text-to-image model?")
     images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
     nsfw = getattr(result, "nsfw_content_detected", None)
-    return images, scheduler, list(nsfw) if isinstance(nsfw, (list, tuple)) else None
+    invariant = len(seeds) == 1 or (state is not None and state.held and state.calls > 0)
+    return images, scheduler, list(nsfw) if isinstance(nsfw, (list, tuple)) else None, invariant
 
 
 def _out_of_memory(model: LoadedModel, exc: BaseException) -> GenerationOutOfMemory:
@@ -486,7 +501,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _provenance(model: LoadedModel, p: _Plan, seed: int, image: Any, scheduler: Any, versions: dict[str, str],
-                threads: int, batch: list[int], index: int, nsfw: bool | None) -> dict[str, Any]:
+                threads: int, batch: list[int], index: int, nsfw: bool | None,
+                invariant: bool) -> dict[str, Any]:
     from inspector.provenance import SCHEMA, json_safe, pixels_sha256
 
     record: dict[str, Any] = {
@@ -505,6 +521,8 @@ def _provenance(model: LoadedModel, p: _Plan, seed: int, image: Any, scheduler: 
         "options": dict(model.options),
         "batch_size": len(batch),
         "batch": {"seeds": list(batch), "index": index},  # sampled together; see the module docstring
+        # True: the pixels do not depend on the batch (per-image network calls, or a batch of one).
+        "batch_invariant": invariant,
         "torch_threads": threads,
         "noise": NOISE,
         "versions": versions,

@@ -123,11 +123,7 @@ def _take(value: Any, rows: list[int], total: int) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
-        if value.dim() > 0 and value.shape[0] == total:
-            if rows == list(range(rows[0], rows[0] + len(rows))):
-                return value[rows[0]:rows[0] + len(rows)]
-            return value[rows]
-        return value
+        return value[rows] if value.dim() > 0 and value.shape[0] == total else value
     if isinstance(value, dict):
         return {k: _take(v, rows, total) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -145,7 +141,7 @@ def _merge(outputs: list[Any], order: Any) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
         return torch.cat(outputs)[order]
-    if isinstance(first, tuple) and not hasattr(first, "keys"):
+    if isinstance(first, tuple):
         return type(first)(_merge([o[i] for o in outputs], order) for i in range(len(first)))
     if hasattr(first, "keys"):  # diffusers' BaseOutput (an ordered dict with attributes)
         return type(first)(**{k: _merge([o[k] for o in outputs], order) for k in first.keys()})

@@ -164,6 +164,16 @@ def test_decoding_processes_exit_when_the_build_is_killed(tmp_path):
     assert not left, "decoding processes outlived the killed build"
 
 
+def test_a_decoding_process_that_starts_after_the_build_died_exits_at_once():
+    """A process that finishes starting only after the build was killed has been adopted already: it must
+    compare with the build's id, passed in, rather than with the adopter's."""
+    code = ("import time; from inspector.training_index.decode import worker_init; "
+            f"worker_init({2**22 + 1}); time.sleep(30)")  # a parent id that is not this process's parent
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, check=False, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (1, "") and time.monotonic() - started < 20
+
+
 def test_rows_written_after_the_last_commit_are_cut_on_resume(tmp_path):
     src, out = tmp_path / "src", tmp_path / "idx"
     good, shas, bad = make_training_set(src, 60, copies=5, bad=1)

@@ -262,9 +262,12 @@ def reset_cache() -> None:
     _seen.clear()
 
 
-def worker_init() -> None:
+def worker_init(parent: int | None = None) -> None:
     """Set up a decoding process: Ctrl+C is the main process's to handle, and the process exits by itself
     when the main process dies (even by SIGKILL), instead of waiting forever for work.
+
+    ``parent`` is the main process's id, passed in by it: a process that finishes starting only after the main
+    process has died has already been adopted, so its own ``getppid()`` would name the adopter, not the parent.
     """
     import signal
     import threading
@@ -272,7 +275,7 @@ def worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reset_cache()
     if os.name == "posix":
-        parent = os.getppid()
+        parent = os.getppid() if parent is None else parent
         threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
 

@@ -295,7 +295,7 @@ class IndexBuilder:
         # "spawn": safe when the caller has threads (the GUI builds on a worker thread), and each decoding
         # process is a direct child that notices when the main process is gone (see decode.worker_init).
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=decode.worker_init)
+                                   initializer=decode.worker_init, initargs=(os.getpid(),))
 
     def _decoded(
         self, executor: ProcessPoolExecutor | None, st: IndexStore, settings: DecodeSettings

@@ -3,7 +3,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-export QT_QPA_PLATFORM ?= offscreen
+# Offscreen only where nothing should appear on screen (the tests, the bundle's smoke test); `make run` keeps the
+# user's display, or the README's first command would start an invisible window.
+TEST_QT := QT_QPA_PLATFORM=offscreen
 
 .PHONY: run test lint contracts pytest bench demo clean dist bundle-smoke
 
@@ -27,7 +29,7 @@ contracts: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 pytest: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(TEST_QT) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: lint contracts pytest
 
@@ -55,7 +57,7 @@ dist: $(PACKAGING_STAMP)
 # Starts the built bundle offscreen with --screenshot (first start, then with the demo index cached) and
 # checks the picture; `make dist` first.
 bundle-smoke: $(STAMP)
-	$(PY) packaging/smoke_test.py
+	$(TEST_QT) $(PY) packaging/smoke_test.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -86,6 +86,40 @@ def test_python_m_inspector_still_runs_the_command_line():
     assert done.stdout.startswith("inspector ")
 
 
+# --- the Makefile ---------------------------------------------------------------------------------------------
+
+
+def make_target_environment(tmp_path: Path, target: str, env: dict[str, str]) -> str:
+    """Runs `make TARGET` with a stand-in venv whose `inspector` and `python` print the QT_QPA_PLATFORM they got."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    for program in ("inspector", "python"):
+        stand_in = venv / "bin" / program
+        stand_in.write_text('#!/bin/sh\necho "QT_QPA_PLATFORM=${QT_QPA_PLATFORM-unset}"\n')
+        stand_in.chmod(0o755)
+    # newer than pyproject.toml, so make takes the venv as installed and runs the target's own recipe
+    (venv / ".installed-stamp").touch()
+    done = subprocess.run(["make", "--no-print-directory", "-s", target, f"VENV={venv}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_opens_the_window_on_the_users_display_not_offscreen(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    assert make_target_environment(tmp_path, "run", env) == "QT_QPA_PLATFORM=unset"
+    # a user who chose a platform keeps it
+    assert make_target_environment(tmp_path, "run", dict(env, QT_QPA_PLATFORM="xcb")) == "QT_QPA_PLATFORM=xcb"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("target", ["pytest", "bundle-smoke"])
+def test_make_runs_the_tests_and_the_bundle_smoke_test_offscreen(tmp_path, target):
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    assert make_target_environment(tmp_path, target, env) == "QT_QPA_PLATFORM=offscreen"
+
+
 # --- the icon set -------------------------------------------------------------------------------------------
 
 

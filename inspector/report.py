@@ -26,6 +26,7 @@ from PIL import Image
 from inspector import __version__, heatmap, metrics
 from inspector.casebook import Casebook, model_identity
 from inspector.casebook.jsontext import dumps, jsonable
+from inspector.casebook.paths import is_casebook_file
 from inspector.errors import UserError
 from inspector.findings import LABELS, UNLABELED, Finding, LabelEvent, Neighbour
 from inspector.images import canonical
@@ -45,14 +46,18 @@ HEATMAP_SIDE = 128
 HEATMAP_VMAX = 0.5
 
 
-def export(casebook: Casebook, out: str | os.PathLike, fmt: str) -> int:
+def export(casebook: Casebook, out: str | os.PathLike, fmt: str, overwrite: bool = False) -> int:
     """Write the whole casebook to ``out`` as ``fmt`` ("html", "csv" or "json"); return the number of findings.
+
+    An existing ``out`` is replaced only when ``overwrite`` is true; the casebook itself (and its ``-wal``,
+    ``-shm`` and ``-journal`` files) never is, whatever ``overwrite`` says.
 
     Raises
     ------
     UserError
-        When the format is unknown or ``out`` cannot be written (its folder is missing, it is a folder, no
-        permission, disk full). ``out`` is then left as it was.
+        When the format is unknown, ``out`` is the casebook, ``out`` exists and ``overwrite`` is false, or ``out``
+        cannot be written (its folder is missing, it is a folder, no permission, disk full). ``out`` is then left
+        as it was and nothing else is written.
     """
     writers = {"html": write_html, "csv": write_csv, "json": write_json}
     if fmt not in writers:
@@ -62,26 +67,72 @@ def export(casebook: Casebook, out: str | os.PathLike, fmt: str) -> int:
         raise UserError(f"{out} is a folder: give the path of the file to write")
     if not out.parent.is_dir():
         raise UserError(f"the folder {out.parent} does not exist: create it or choose another --out")
-    with atomic_text_file(out, newline="" if fmt == "csv" else None) as stream:
+    if casebook.path is not None and is_casebook_file(out, casebook.path):
+        raise UserError(f"{out} is the casebook being exported (or one of its files): write the export to another"
+                        " file; the casebook is never replaced")
+    if not overwrite and (out.exists() or out.is_symlink()):
+        raise UserError(f"{out} already exists: choose another file name, or pass --overwrite to replace it")
+    with atomic_text_file(out, newline="" if fmt == "csv" else None, overwrite=overwrite) as stream:
         return writers[fmt](casebook, stream)
 
 
 @contextmanager
-def atomic_text_file(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """A UTF-8 text file that appears at ``path`` only when the block finishes without an error."""
+def atomic_text_file(path: Path, newline: str | None = None, overwrite: bool = True) -> Iterator[IO[str]]:
+    """A UTF-8 text file that appears at ``path`` only when the block finishes without an error.
+
+    It is written to a temporary file in the same folder, flushed to disk, then renamed. With ``overwrite``
+    false an existing ``path`` is never replaced, even one created while the export was being written.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
     try:
         with open(tmp, "x", encoding="utf-8", newline=newline) as stream:  # mode 0666 & ~umask, like any file
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
+        _fsync_folder(path.parent)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{path} already exists: choose another file name, or pass --overwrite to replace it"
+                        ) from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``path``: a rename, or without ``overwrite`` a hard link, which fails
+    (FileExistsError) instead of replacing a file that appeared meanwhile."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (a small window, but no worse)
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(path) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; some systems cannot open a folder for this, which is not an error."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _all_findings(casebook: Casebook) -> Iterator[Finding]:

@@ -97,6 +97,65 @@ def test_export_with_a_bad_format_or_folder_exits_2_and_writes_nothing(casebook,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.db"]
 
 
+@pytest.mark.parametrize("fmt", ["html", "csv", "json"])
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
+def test_export_over_the_casebook_itself_exits_2_even_with_overwrite_and_the_casebook_still_verifies(
+        casebook, capsys, fmt, suffix):
+    target = casebook.with_name(casebook.name + suffix)
+    before = target.read_bytes() if target.exists() else None
+    for extra in ([], ["--overwrite"]):
+        assert main(["casebook", "export", str(casebook), "--format", fmt, "--out", str(target), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is the casebook being exported" in err and len(err.splitlines()) == 1
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert main(["casebook", "verify", str(casebook)]) == 0
+    assert [p.name for p in casebook.parent.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_export_over_the_casebook_through_another_spelling_or_a_link_exits_2(casebook, tmp_path, capsys,
+                                                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "alias.db").symlink_to(casebook)
+    (tmp_path / "hard.db").hardlink_to(casebook)
+    for out in ("case.db", "sub/../case.db", "alias.db", "hard.db"):
+        args = ["casebook", "export", str(casebook), "--format", "csv", "--out", out, "--overwrite"]
+        assert main(args) == 2, out
+    assert main(["casebook", "verify", str(casebook)]) == 0
+
+
+@pytest.mark.parametrize("fmt", ["html", "csv", "json"])
+def test_export_refuses_an_existing_file_unless_overwrite_is_given(casebook, tmp_path, capsys, fmt):
+    out = tmp_path / f"old.{fmt}"
+    out.write_text("last week's report")
+    assert main(["casebook", "export", str(casebook), "--format", fmt, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert out.read_text() == "last week's report"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("case.db")) == [out.name]
+
+    assert main(["casebook", "export", str(casebook), "--format", fmt, "--out", str(out), "--overwrite"]) == 0
+    assert out.read_text() != "last week's report" and out.stat().st_size > 100
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("case.db")) == [out.name]
+    assert main(["casebook", "verify", str(casebook)]) == 0
+
+
+def test_an_export_never_replaces_a_file_that_appears_while_it_is_written(casebook, tmp_path, monkeypatch):
+    from inspector import report
+
+    out = tmp_path / "r.csv"
+    real = report.write_csv
+
+    def slow(book, stream):
+        out.write_text("someone else's file")  # created after the check, before the rename
+        return real(book, stream)
+
+    monkeypatch.setattr(report, "write_csv", slow)
+    assert main(["casebook", "export", str(casebook), "--format", "csv", "--out", str(out)]) == 2
+    assert out.read_text() == "someone else's file"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
 def test_verify_exits_0_when_all_is_well_and_1_naming_each_tampered_finding(casebook, capsys):
     assert main(["casebook", "verify", str(casebook)]) == 0
     assert capsys.readouterr().out.startswith("ok:")

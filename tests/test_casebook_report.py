@@ -106,7 +106,7 @@ def test_an_export_that_fails_leaves_the_old_file_and_no_partial_file(book, tmp_
 
     monkeypatch.setattr(report, "write_html", broken)
     with pytest.raises(RuntimeError):
-        report.export(book, out, "html")
+        report.export(book, out, "html", overwrite=True)
     assert out.read_text() == "the previous report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.db", "case.db-shm", "case.db-wal", "report.html"]
 

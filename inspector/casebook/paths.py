@@ -1,4 +1,4 @@
-"""Where the casebook lives when the person has not chosen a file."""
+"""Where the casebook lives when the person has not chosen a file, and which paths are its own files."""
 
 from __future__ import annotations
 
@@ -28,3 +28,20 @@ def default_casebook_path() -> Path:
     The file and its folder are created on first open (``Casebook.open(default_casebook_path())``).
     """
     return data_dir() / DEFAULT_CASEBOOK_NAME
+
+
+def is_casebook_file(path: str | os.PathLike, casebook_path: str | os.PathLike) -> bool:
+    """Whether ``path`` names the casebook at ``casebook_path`` or one of SQLite's files beside it (``-wal``,
+    ``-shm``, ``-journal``), through any spelling, symbolic link or hard link."""
+    path = Path(path)
+    book = Path(casebook_path).expanduser()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        candidate = book.with_name(book.name + suffix)
+        if path.expanduser().resolve() == candidate.resolve():
+            return True
+        try:
+            if os.path.samefile(path, candidate):  # a hard link to the casebook
+                return True
+        except OSError:  # one of them does not exist: not the same file
+            pass
+    return False

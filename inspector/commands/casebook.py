@@ -44,10 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = actions.add_parser("export", help="write the casebook as an HTML report, CSV or JSON", description=(
         "Export every finding. HTML is one self-contained file (images inline) for a reviewer; CSV one row per"
-        " finding; JSON every field but the image bytes. The file appears only when complete."))
+        " finding; JSON every field but the image bytes. The file appears only when complete; an existing file is"
+        " replaced only with --overwrite, and the casebook itself never is."))
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
     a.add_argument("--format", required=True, choices=("html", "csv", "json"), dest="fmt")
     a.add_argument("--out", required=True, type=Path, metavar="PATH", help="the file to write")
+    a.add_argument("--overwrite", action="store_true",
+                   help="replace PATH if it exists (never the casebook itself)")
     a.set_defaults(func=run_export)
 
     a = actions.add_parser("verify", help="check that nothing was changed or damaged", description=(
@@ -104,7 +107,7 @@ def run_export(args: argparse.Namespace) -> int:
     from inspector.report import export
 
     with _open(args.file) as book:
-        n = export(book, args.out, args.fmt)
+        n = export(book, args.out, args.fmt, overwrite=args.overwrite)
     print(f"wrote {args.out} ({n} findings, {args.fmt})")
     return 0
 

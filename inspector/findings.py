@@ -6,7 +6,7 @@ casebook (which stores findings) and the GUI (which shows them). No I/O here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 #: The labels a person can give; "unlabeled" is the state before anyone has looked.
@@ -20,9 +20,10 @@ SUGGESTIONS = ("memorized", "likeness?", "novel")
 class Neighbour:
     """One training image near a generation, with its distances to it.
 
-    Distances are computed in the canonical form at the index's comparison size: ``l2`` and ``tiled_l2`` in
-    [0, 1] (0 = identical), ``ssim`` in [-1, 1] (1 = identical), ``calibrated_l2`` >= 0 (< 1: far closer than the
-    crowd of the 50 nearest).
+    Distances are computed in the canonical form at ``comparison_size`` (the smaller of the generation's side
+    and the index's comparison size: never upsampled): ``l2`` and ``tiled_l2`` in [0, 1] (0 = identical),
+    ``ssim`` in [-1, 1] (1 = identical), ``calibrated_l2`` >= 0 (this image's l2 over half the mean l2 of the 50
+    nearest by l2; < 1: far closer than that crowd).
     """
 
     rank: int  # 1 = nearest
@@ -42,10 +43,32 @@ class Neighbour:
     # The thumbnail's PNG bytes: filled in by the casebook, which keeps them so that one file is the whole
     # evidence; a caller may set it instead of ``thumbnail`` when it has the bytes at hand.
     thumbnail_png: bytes | None = field(default=None, repr=False)
+    #: Side in pixels of the square the distances were computed at; None for findings recorded before it was kept.
+    comparison_size: int | None = None
+    #: The training image exactly as compared: comparison_size x comparison_size x 3 uint8 (set by the index).
+    pixels: Any = field(default=None, repr=False, compare=False)
+    #: The same pixels as lossless PNG (set by the casebook, which keeps them for the report's heatmaps).
+    pixels_png: bytes | None = field(default=None, repr=False)
+
+    def comparison_pixels(self) -> Any:
+        """The training image exactly as compared (uint8 array), from ``pixels`` or ``pixels_png``; None when
+        neither was kept (older findings). Heatmaps are drawn from these, so their numbers are the distances."""
+        if self.pixels is not None:
+            return self.pixels
+        if not self.pixels_png:
+            return None
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.pixels_png)) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
     def as_dict(self) -> dict[str, Any]:
-        """All fields as plain data (``thumbnail_png`` stays bytes; drop it before writing JSON)."""
-        return asdict(self)
+        """All fields but ``pixels`` as plain data (``thumbnail_png`` and ``pixels_png`` stay bytes; drop them
+        before writing JSON)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pixels"}
 
 
 @dataclass
@@ -101,8 +124,9 @@ class LabelEvent:
 class FindingSummary:
     """A finding as a list of findings shows it: no full image, no neighbours, no provenance.
 
-    ``nearest_tiled_l2`` and ``nearest_l2`` are the distances to the rank-1 neighbour, in [0, 1], or None when
-    the finding has no neighbours.
+    ``nearest_tiled_l2`` and ``nearest_l2`` are the distances to the neighbour the verdict is about (the
+    smallest tiled l2; rank 1 when the neighbours are ordered by tiled l2, as the index orders them), in [0, 1],
+    or None when the finding has no neighbours.
     """
 
     id: int

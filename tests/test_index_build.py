@@ -135,7 +135,9 @@ def test_query_results_are_neighbours_with_the_shared_metrics(folder, tmp_path):
             assert n.ssim == pytest.approx(metrics.ssim(q, y), abs=1e-6)
             assert n.calibrated_l2 == pytest.approx(metrics.calibrated_l2(q, y, crowd), rel=1e-6)
             assert n.index_id == index.index_id and len(n.image_sha256) == 64
-        assert [n.l2 for n in neighbours] == sorted(n.l2 for n in neighbours)
+            assert n.comparison_size == SIZE and np.array_equal(n.pixels, (y * 255).round().astype(np.uint8))
+        # Ordered by the suggested verdict's own metric: nearest 1 is the image a "memorized" suggestion is about.
+        assert [n.tiled_l2 for n in neighbours] == sorted(n.tiled_l2 for n in neighbours)
 
 
 def test_query_takes_arrays_pil_images_and_paths_and_returns_one_list_per_image(folder, tmp_path):

@@ -1,16 +1,27 @@
 """Searching an index: FAISS candidates on the compact feature, then the exact distances of the literature.
 
-For each query image, in the canonical form at the index's comparison size S:
+For each query image:
 
-1. FAISS returns the C = max(50, 10 k) images nearest on the compact feature (all of them when the index holds
-   fewer), plus, when the index has CLIP embeddings, the C most similar by cosine;
-2. every candidate's exact normalized l2 (Carlini et al.) is computed on its canonical pixels;
-3. the k nearest by l2 are returned (ranking is by l2, as in Carlini et al.; ``rank_by="semantic"`` orders by CLIP
-   similarity instead), each with l2, tiled l2 and SSIM from :mod:`inspector.metrics`, and calibrated l2 against
-   the 50 nearest candidates by l2 (all of them when there are fewer).
+1. the working size is s = min(the query's square side after the centre crop, the index's comparison size S):
+   distances are never computed on an upsampled image (DESIGN.md, "Distances"; the blur of upsampling a 32 px
+   generation to 256 px alone costs about 0.11 tiled l2). The query's canonical form is taken at s; every
+   training candidate's canonical pixels (stored at S, or decoded again at S) are reduced to s with the same
+   filter (bicubic, antialiased when reducing, as :func:`inspector.images.canonical`);
+2. FAISS returns the C = max(50, 10 k) images nearest on the compact feature (all of them when the index holds
+   fewer), plus, when the index has CLIP embeddings, the C most similar by cosine. Block-mean features barely
+   depend on resolution: the query's feature comes from its canonical form at s (at the feature grid's 16 px
+   when s is smaller: an upsampled copy used for retrieval only, never for a number);
+3. every candidate's exact normalized l2 and tiled l2 (Carlini et al.) are computed at s;
+4. the k nearest by tiled l2 are returned, nearest first (ties by l2, then item id): tiled l2 is what the
+   suggested verdict is about, so "nearest 1" is the image a "memorized" suggestion names. Calibrated l2 keeps
+   Carlini et al.'s definition: l2 to the image over half the mean l2 of the 50 candidates nearest by l2; the
+   candidate nearest by l2 (whose calibrated l2 is the likeness signal) is always among the k returned: when it
+   is not among the k nearest by tiled l2 it takes the k-th place. ``rank_by="l2"`` orders by l2 instead (the
+   paper's ranking) and ``rank_by="semantic"`` by CLIP similarity. Each neighbour carries l2, tiled l2, SSIM and
+   calibrated l2, the working size, and the training pixels at that size (for heatmaps of exactly these arrays).
 
-The feature distance is a lower bound of l2 (see features.py), so retrieval only misses an image whose l2 is
-beaten by at least C others' feature distances.
+The feature distance is a lower bound of l2 at a common size (see features.py), so retrieval only misses an
+image whose l2 is beaten by at least C others' feature distances.
 """
 
 from __future__ import annotations
@@ -41,6 +52,12 @@ from inspector.training_index.store import RowFile, RowReader, TrainingIndexErro
 CANDIDATE_FACTOR = 10
 #: Canonical images decoded again from their sources (indexes that do not store pixels) kept in memory.
 _DECODED_CACHE = 512
+#: Bytes of candidates' pixels reduced to a working size below S, kept in memory (keyed by item and size).
+_REDUCED_CACHE_BYTES = 64 * 2**20
+#: The smallest working size: below it a 4 x 4 tile grid and SSIM's 7 px window stop meaning anything.
+MIN_WORKING_SIZE = 8
+#: How the query may be ordered: by tiled l2 (the verdict's metric, default), l2 (Carlini et al.), CLIP similarity.
+RANKINGS = ("tiled_l2", "l2", "semantic")
 
 ImageLike = np.ndarray | Image.Image | str | os.PathLike
 
@@ -69,6 +86,8 @@ class TrainingIndex:
         self._pixels = (RowReader(pix.path, np.uint8, (s, s, 3), self._count)
                         if manifest["pixels"]["stored"] else None)
         self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._reduced: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._reduced_bytes = 0
         self._reader_pool: ThreadPoolExecutor | None = None
         self._semantic_wanted = semantic
         self._semantic_model: Any = None
@@ -180,9 +199,51 @@ class TrainingIndex:
             rel = self._conn.execute("SELECT thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()[0]
         return self.folder / rel
 
-    def canonical_image(self, item_id: int) -> np.ndarray:
-        """The item's canonical form: comparison_size x comparison_size x 3 float32 in [0, 1] (for heatmaps)."""
-        return self.canonical_pixels([self._valid_id(item_id)])[0].astype(np.float32) / 255.0
+    def canonical_image(self, item_id: int, size: int | None = None) -> np.ndarray:
+        """The item's canonical form at ``size`` (default: the comparison size S; at most S) as size x size x 3
+        float32 in [0, 1]."""
+        item_id = self._valid_id(item_id)
+        pixels = self.canonical_pixels([item_id]) if size is None else self.pixels_at([item_id], size)
+        return pixels[0].astype(np.float32) / 255.0
+
+    def pixels_at(self, item_ids: Sequence[int], size: int) -> np.ndarray:
+        """Canonical pixels of several items at a working size ``size`` <= S: N x size x size x 3 uint8.
+
+        The canonical pixels at S, reduced with the canonical filter (bicubic, antialiased); reductions are
+        cached per (item, size), so a page of 32 px generations against a 256 px index reduces each candidate
+        once.
+        """
+        size = int(size)
+        if not 1 <= size <= self.comparison_size:
+            raise TrainingIndexError(f"a working size must be between 1 and the index's comparison size "
+                                     f"{self.comparison_size} px (never upsampled), got {size}")
+        ids = [int(i) for i in item_ids]
+        if size == self.comparison_size:
+            return self.canonical_pixels(ids)
+        out = np.empty((len(ids), size, size, 3), dtype=np.uint8)
+        missing: list[int] = []
+        with self._lock:
+            for j, item_id in enumerate(ids):
+                cached = self._reduced.get((item_id, size))
+                if cached is None:
+                    missing.append(j)
+                else:
+                    self._reduced.move_to_end((item_id, size))
+                    out[j] = cached
+        if missing:
+            full = self.canonical_pixels([ids[j] for j in missing])
+            for j, pixels in zip(missing, full, strict=True):
+                out[j] = reduce_canonical(pixels, size)
+            with self._lock:
+                for j in missing:
+                    key = (ids[j], size)
+                    if key not in self._reduced:
+                        self._reduced[key] = out[j].copy()
+                        self._reduced_bytes += out[j].nbytes
+                while self._reduced_bytes > _REDUCED_CACHE_BYTES and self._reduced:
+                    _, dropped = self._reduced.popitem(last=False)
+                    self._reduced_bytes -= dropped.nbytes
+        return out
 
     def canonical_pixels(self, item_ids: Sequence[int]) -> np.ndarray:
         """Canonical pixels of several items: N x S x S x 3 uint8 (stored, or decoded again from the source)."""
@@ -252,44 +313,48 @@ class TrainingIndex:
     # --- queries -----------------------------------------------------------------------------------------------
 
     def query(self, images: ImageLike | Sequence[ImageLike], k: int = 4, *,
-              rank_by: str = "l2") -> list[list[Neighbour]]:
+              rank_by: str = "tiled_l2") -> list[list[Neighbour]]:
         """The k nearest training images of each query image.
 
         Parameters
         ----------
         images
             H x W x 3 arrays (uint8, or float in [0, 1]), PIL images or image file paths; one image or a sequence
-            (an N x H x W x 3 array is N images).
+            (an N x H x W x 3 array is N images). The short side must be at least 8 px.
         k
             Neighbours per query (at least 1; fewer come back when the index is smaller).
         rank_by
-            "l2" (default: exact normalized l2, nearest first) or "semantic" (CLIP cosine similarity, most similar
-            first; needs an index built with --clip).
+            "tiled_l2" (default: the k nearest by tiled l2, the suggested verdict's metric; ties by l2, then id;
+            the candidate nearest by l2 is always among them), "l2" (exact normalized l2, as Carlini et al. rank)
+            or "semantic" (CLIP cosine similarity, most similar first; needs an index built with --clip).
 
         Returns
         -------
         list of list of Neighbour
-            One list per query image, in order, each ordered by rank (1 = nearest). Distances are computed at the
-            index's comparison size: l2 and tiled_l2 in [0, 1], ssim in [-1, 1], calibrated_l2 >= 0.
+            One list per query image, in order, each ordered by rank (1 = nearest). Distances are computed at
+            the working size min(query's square side, comparison size), given as each neighbour's
+            ``comparison_size``: l2 and tiled_l2 in [0, 1], ssim in [-1, 1], calibrated_l2 >= 0.
         """
         if int(k) < 1:
             raise TrainingIndexError(f"k must be at least 1, got {k}")
-        if rank_by not in ("l2", "semantic"):
-            raise TrainingIndexError(f"rank_by must be 'l2' or 'semantic', got {rank_by!r}")
+        rank_by = rank_by.replace("-", "_")
+        if rank_by not in RANKINGS:
+            raise TrainingIndexError(f"rank_by must be one of {', '.join(RANKINGS)}, got {rank_by!r}")
         self._check_open()
         batch = _as_batch(images)
         if self._count == 0:
             raise TrainingIndexError(f"{self.folder} holds no images: build it from a folder with usable images")
-        queries = np.stack([self._canonical_query(x) for x in batch]) if batch else None
-        if queries is None:
+        if not batch:
             return []
+        prepared = [self._prepare_query(x) for x in batch]
         model = self._semantic() if (rank_by == "semantic" or self._semantic_wanted is not False) else None
         if rank_by == "semantic" and model is None:
             raise TrainingIndexError(f"{self.folder} cannot rank by CLIP similarity: "
                                      f"{self.semantic_problem or 'it was built without --clip'}")
         k = int(k)
         n_candidates = min(self._count, max(metrics.CALIBRATION_N, CANDIDATE_FACTOR * k))
-        _, ids = vectors.search(self._faiss, compact_features(queries, self._grid), n_candidates)
+        features = np.stack([feature for _, feature in prepared])
+        _, ids = vectors.search(self._faiss, features, n_candidates)
         embeddings = sem_ids = None
         if model is not None:
             inputs = np.stack([_query_pixels(x, model.input_size, self._need_side) for x in batch])
@@ -302,36 +367,68 @@ class TrainingIndex:
                 found = np.concatenate([found, sem_ids[qi][sem_ids[qi] >= 0]])
             candidates = np.unique(found) + 1  # FAISS row -> item id
             emb = None if embeddings is None else embeddings[qi]
-            results.append(self._rank(queries[qi], candidates, k, rank_by, emb))
+            results.append(self._rank(prepared[qi][0], candidates, k, rank_by, emb))
         return results
+
+    def _prepare_query(self, image: ImageLike) -> tuple[np.ndarray, np.ndarray]:
+        """The query's canonical pixels at its working size (uint8) and its retrieval feature."""
+        loaded = _query_image(image, self._need_side)
+        side = _square_side(loaded)
+        if side < MIN_WORKING_SIZE:
+            raise TrainingIndexError(f"a query image of {side} px on its short side is too small to compare "
+                                     f"(at least {MIN_WORKING_SIZE} px)")
+        size = min(side, self.comparison_size)
+        pixels = _canonical_query(loaded, size)
+        # Features only find candidates: below the feature grid an upsampled copy serves, never for a number.
+        source = pixels if size >= self._grid else _canonical_query(loaded, self._grid)
+        return pixels, compact_features(source, self._grid)
 
     def _rank(self, query: np.ndarray, candidates: np.ndarray, k: int, rank_by: str,
               embedding: np.ndarray | None) -> list[Neighbour]:
-        pixels = self.canonical_pixels(candidates)
-        d = _l2_many(query, pixels)
+        size = int(query.shape[0])
+        pixels = self.pixels_at(candidates, size)
+        d, tiled = _distances_many(query, pixels)
         by_l2 = np.lexsort((candidates, d))
         crowd = float(d[by_l2[: metrics.CALIBRATION_N]].mean())
         sims = None
         if embedding is not None:
             sims = self._semantic_rows.read(candidates - 1).astype(np.float32) @ embedding
-        order = by_l2 if rank_by == "l2" else np.lexsort((candidates, -sims))
-        chosen = order[:k]
+        if rank_by == "semantic":
+            order = np.lexsort((candidates, -sims))
+        elif rank_by == "l2":
+            order = by_l2
+        else:
+            order = np.lexsort((candidates, d, tiled))
+        chosen = [int(j) for j in order[:k]]
+        if rank_by == "tiled_l2" and len(chosen) >= 2 and int(by_l2[0]) not in chosen:
+            # Its tiled l2 is no smaller than any chosen one's, so the order by tiled l2 still holds.
+            chosen[-1] = int(by_l2[0])
         meta = self._neighbour_meta([int(candidates[j]) for j in chosen])
         out = []
-        for rank, j in enumerate(chosen, start=1):
+        for j in chosen:
             item_id = int(candidates[j])
-            near = metrics.l2(query, pixels[j])
+            train = pixels[j].copy()  # not a view: the candidates' array is freed after the query
+            near = metrics.l2(query, train)
             if crowd > 0:
                 calibrated: float | None = near / (metrics.CALIBRATION_ALPHA * crowd)
             else:
                 calibrated = 0.0 if near == 0 else None  # every near neighbour is identical: no crowd to compare
             m = meta[item_id]
             out.append(Neighbour(
-                rank=rank, item_id=item_id, source=m["source"], caption=m["caption"],
-                duplicate_count=m["duplicate_count"], l2=near, tiled_l2=metrics.tiled_l2(query, pixels[j]),
-                ssim=metrics.ssim(query, pixels[j]), calibrated_l2=calibrated, index_id=self.index_id,
+                rank=0, item_id=item_id, source=m["source"], caption=m["caption"],
+                duplicate_count=m["duplicate_count"], l2=near, tiled_l2=metrics.tiled_l2(query, train),
+                ssim=metrics.ssim(query, train), calibrated_l2=calibrated, index_id=self.index_id,
                 thumbnail=str(self.folder / m["thumbnail"]), image_sha256=m["sha256"], licence=m["licence"],
-                semantic_similarity=None if sims is None else float(sims[j])))
+                semantic_similarity=None if sims is None else float(sims[j]), comparison_size=size,
+                pixels=train))
+        if rank_by == "tiled_l2":
+            # The numbers shown are metrics.py's own: order by exactly those (they may differ from the batch
+            # computation in the last bits, which only matters for ties).
+            out.sort(key=lambda n: (n.tiled_l2, n.l2, n.item_id))
+        elif rank_by == "l2":
+            out.sort(key=lambda n: (n.l2, n.item_id))
+        for rank, n in enumerate(out, start=1):
+            n.rank = rank
         return out
 
     def _neighbour_meta(self, item_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -342,9 +439,6 @@ class TrainingIndex:
                 f"WHERE id IN ({marks})", item_ids).fetchall()
         keys = ("source", "caption", "duplicate_count", "thumbnail", "sha256", "licence")
         return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
-
-    def _canonical_query(self, image: ImageLike) -> np.ndarray:
-        return _query_pixels(image, self.comparison_size, self._need_side)
 
     def _semantic(self) -> Any:
         """The CLIP model and its FAISS index, loaded on first use; None when unavailable (reason kept)."""
@@ -452,8 +546,9 @@ def _as_batch(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return list(images)
 
 
-def _query_pixels(image: ImageLike, size: int, need_side: int) -> np.ndarray:
-    """The canonical form as S x S x 3 uint8; files are decoded exactly as the build decoded training files."""
+def _query_image(image: ImageLike, need_side: int) -> Image.Image | np.ndarray:
+    """A query as a decoded PIL image or a checked H x W (x 3) array; files are decoded exactly as the build
+    decoded training files."""
     if isinstance(image, (str, os.PathLike)):
         try:
             data = read_bytes(os.fspath(image))
@@ -470,6 +565,16 @@ def _query_pixels(image: ImageLike, size: int, need_side: int) -> np.ndarray:
             image = image[:, :, 0]
     elif not isinstance(image, Image.Image):
         raise TrainingIndexError(f"a query image must be an array, a PIL image or a path, got {type(image).__name__}")
+    return image
+
+
+def _square_side(image: Image.Image | np.ndarray) -> int:
+    """Side of the centre-cropped square: the short side, in pixels."""
+    return int(min(image.size) if isinstance(image, Image.Image) else min(image.shape[:2]))
+
+
+def _canonical_query(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    """The canonical form of a loaded query as size x size x 3 uint8."""
     try:
         if isinstance(image, Image.Image):
             return canonical_uint8(image, size)
@@ -478,13 +583,38 @@ def _query_pixels(image: ImageLike, size: int, need_side: int) -> np.ndarray:
         raise TrainingIndexError(f"query image: {exc}") from None
 
 
-def _l2_many(query: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Normalized l2 of one uint8 canonical image to each of N others, in float64 like metrics.l2."""
+def _query_pixels(image: ImageLike, size: int, need_side: int) -> np.ndarray:
+    """The canonical form as S x S x 3 uint8; files are decoded exactly as the build decoded training files."""
+    return _canonical_query(_query_image(image, need_side), size)
+
+
+def reduce_canonical(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Canonical uint8 pixels reduced to ``size`` x ``size`` with the canonical filter (bicubic; Pillow
+    antialiases when reducing), as :func:`inspector.images.canonical` would resize them."""
+    if pixels.shape[0] == size:
+        return pixels
+    im = Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def _distances_many(query: np.ndarray, pixels: np.ndarray, grid: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized l2 and tiled l2 (``grid`` x ``grid`` tiles, as metrics.tiled_l2) of one uint8 canonical image
+    to each of N others of the same size, in float64 like metrics.py."""
     q = query.astype(np.float64) / 255.0
-    out = np.empty(len(pixels), dtype=np.float64)
+    h, w = q.shape[:2]
+    rows = np.linspace(0, h, grid + 1).round().astype(int)
+    cols = np.linspace(0, w, grid + 1).round().astype(int)
+    l2 = np.empty(len(pixels), dtype=np.float64)
+    tiled = np.empty(len(pixels), dtype=np.float64)
     step = max(1, 4_000_000 // max(1, q.size))
     for start in range(0, len(pixels), step):
         diff = pixels[start:start + step].astype(np.float64) / 255.0 - q
-        out[start:start + step] = np.sqrt(np.mean(diff * diff, axis=(1, 2, 3)))
-    return out
-
+        sq = diff * diff
+        l2[start:start + step] = np.sqrt(np.mean(sq, axis=(1, 2, 3)))
+        worst = np.zeros(len(sq), dtype=np.float64)
+        for i in range(grid):
+            for j in range(grid):
+                tile = sq[:, rows[i]:rows[i + 1], cols[j]:cols[j + 1], :].mean(axis=(1, 2, 3))
+                np.maximum(worst, tile, out=worst)
+        tiled[start:start + step] = np.sqrt(worst)
+    return l2, tiled

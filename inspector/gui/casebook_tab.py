@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from inspector.gui.comparison import ComparisonPanel
 from inspector.gui.images import qimage_from_png
+from inspector.gui.plain import PlainLabel, plain_tooltip
 from inspector.gui.style import LABEL_WORDS
 
 COLUMNS = ("id", "picture", "prompt", "seed", "label", "suggested", "nearest tiled l2", "reviewer", "notes", "updated")
@@ -48,6 +49,9 @@ class FindingsModel(QAbstractTableModel):
             return qimage_from_png(f.thumbnail_png).scaled(48, 48)
         if role == Qt.ItemDataRole.UserRole:
             return f.id
+        if role == Qt.ItemDataRole.ToolTipRole and col in ("prompt", "reviewer", "notes"):
+            # the whole text, which the column may cut; escaped, as Qt takes a tooltip with a tag for markup
+            return plain_tooltip(getattr(f, col))
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         return {
@@ -93,8 +97,8 @@ class CasebookTab(QWidget):
         self.export = QPushButton("Export HTML report…")
         self.export.setToolTip("A self-contained report: each finding with its nearest images, distances, "
                                "label history and provenance")
-        self.counts = QLabel("")
-        self.message = QLabel("")
+        self.counts = PlainLabel("")  # names the casebook file
+        self.message = PlainLabel("")  # quotes notes, reviewers, file names
         self.message.setWordWrap(True)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Label"))

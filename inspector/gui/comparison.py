@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from inspector.gui.images import qimage_from_array, qimage_from_png, scaled_pixmap
+from inspector.gui.plain import PlainLabel, escape, plain_tooltip
 from inspector.gui.style import (
     CAL_TIP,
     DUP_TIP,
@@ -50,7 +51,7 @@ class NeighbourCard(QFrame):
         self.picture.setFixedSize(self.SIDE, self.SIDE)
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.picture.setStyleSheet("background: #eee")
-        self.caption = QLabel()
+        self.caption = PlainLabel()  # a training caption: data, shown as it is
         self.caption.setWordWrap(True)
         self.tiled = QLabel()
         self.tiled.setWordWrap(True)
@@ -58,9 +59,9 @@ class NeighbourCard(QFrame):
         self.others = QLabel()
         self.others.setWordWrap(True)
         self.others.setToolTip("\n\n".join([L2_TIP, SSIM_TIP, CAL_TIP]))
-        self.dups = QLabel()
+        self.dups = PlainLabel()
         self.dups.setToolTip(DUP_TIP)
-        self.source = QLabel()
+        self.source = PlainLabel()
         self.source.setWordWrap(True)
         self.source.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.source.setStyleSheet("color: #555")
@@ -72,6 +73,7 @@ class NeighbourCard(QFrame):
         lay.addStretch(1)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         self._views: dict[str, object] = {}
+        self._size: int | None = None  # the comparison size of the neighbour shown
         self.clear()
 
     def clear(self) -> None:
@@ -85,11 +87,13 @@ class NeighbourCard(QFrame):
         self.caption.setText(f"“{nb.caption}”" if nb.caption else "(no caption)")
         self.tiled.setText(f"<b>tiled l2 {nb.tiled_l2:.2f}</b>: {_words(nb.tiled_l2)} (threshold {THRESHOLD:.2f})")
         cal = f" · calibrated {nb.calibrated_l2:.2f}" if nb.calibrated_l2 is not None else ""
-        self.others.setText(f"l2 {nb.l2:.3f} · SSIM {nb.ssim:.2f}{cal}")
+        size = f" · compared at {nb.comparison_size} px" if nb.comparison_size else ""
+        self.others.setText(f"l2 {nb.l2:.3f} · SSIM {nb.ssim:.2f}{cal}{size}")
+        self._size = nb.comparison_size
         times = "once" if nb.duplicate_count == 1 else f"{nb.duplicate_count} times"
         self.dups.setText(f"in training: {times}")
         self.source.setText(nb.source)
-        self.source.setToolTip(nb.source + (f"\nlicence: {nb.licence}" if nb.licence else ""))
+        self.source.setToolTip(plain_tooltip(nb.source + (f"\nlicence: {nb.licence}" if nb.licence else "")))
         self.title.setText(f"nearest {self.rank}")
         self.title.setStyleSheet(
             "font-weight: bold; color: %s" % ("#c82828" if nb.tiled_l2 <= THRESHOLD else "palette(text)"))
@@ -109,7 +113,9 @@ class NeighbourCard(QFrame):
         pic = self._views.get(mode)
         if pic is not None:
             self.picture.setPixmap(scaled_pixmap(qimage_from_array(pic), self.SIDE))
-            self.picture.setToolTip(HEATMAP_WORDS[mode])
+            self.picture.setToolTip(HEATMAP_WORDS[mode] + (
+                f", computed at {self._size} x {self._size} px from the two images the distances came from"
+                if self._size and mode != "none" else ""))
 
 
 class ComparisonPanel(QWidget):
@@ -125,12 +131,12 @@ class ComparisonPanel(QWidget):
         self.generation.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.generation.setStyleSheet("background: #eee")
         self.generation.setAccessibleName("Selected generation")
-        self.gen_title = QLabel("Select a generation")
+        self.gen_title = PlainLabel("Select a generation")
         self.gen_title.setStyleSheet("font-weight: bold")
         self.verdict = QLabel()
         self.verdict.setWordWrap(True)
         self.verdict.setMaximumWidth(self.GEN_SIDE)
-        self.details = QLabel()
+        self.details = PlainLabel()  # names the model's folder
         self.details.setWordWrap(True)
         self.details.setMaximumWidth(self.GEN_SIDE)
         self.details.setStyleSheet("color: #555")
@@ -177,7 +183,7 @@ class ComparisonPanel(QWidget):
         colour = VERDICT_COLOURS.get(s.verdict, VERDICT_COLOURS[None]).name()
         self.verdict.setText(
             f"<span style='background:{colour}; color:white; font-weight:bold'>&nbsp;suggested: "
-            f"{VERDICT_WORDS.get(s.verdict, s.verdict)}&nbsp;</span><br>{s.reason}"
+            f"{escape(VERDICT_WORDS.get(s.verdict, s.verdict))}&nbsp;</span><br>{escape(s.reason)}"
             + ("<br><i>The suggestion is the app's; the label is yours.</i>"))
         prov = item.provenance
         model = prov.get("model") or {}
@@ -212,7 +218,8 @@ class ComparisonPanel(QWidget):
         self._update_mode_label()
 
     def _update_mode_label(self) -> None:
-        self.mode_label.setText(f"Showing: <b>{HEATMAP_WORDS[self.mode]}</b> — press H to cycle "
+        self.mode_label.setText("Nearest 1-4 ordered by tiled l2 (nearest 1 is the image the suggestion is "
+                                f"about). Showing: <b>{HEATMAP_WORDS[self.mode]}</b> — press H to cycle "
                                 "none / pixel difference / tile grid / SSIM map")
         if self.mode == "none":
             self.legend.clear()

@@ -9,6 +9,7 @@ from PySide6.QtGui import QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from inspector.gui.images import qimage_from_array
+from inspector.gui.plain import plain_tooltip
 from inspector.gui.style import LABEL_WORDS, VERDICT_COLOURS, VERDICT_WORDS
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
@@ -44,7 +45,7 @@ class GenerationModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return f"seed {item.seed}"
         if role == Qt.ItemDataRole.ToolTipRole:
-            return item.tooltip()
+            return plain_tooltip(item.tooltip())  # quotes the reason, which a casebook file may hold as anything
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"seed {item.seed}, {item.suggestion.verdict}, label {item.label}"
         return None

@@ -27,6 +27,7 @@ from inspector.gui.casebook_tab import CasebookTab
 from inspector.gui.comparison import ComparisonPanel
 from inspector.gui.grid import GenerationGrid
 from inspector.gui.panels import LabelBar, PromptPanel
+from inspector.gui.plain import PlainLabel, ask, escape, plain_tooltip, tell
 from inspector.gui.strip import DistanceStrip
 from inspector.gui.workers import GeneratorWorker, WorkerHub
 
@@ -57,7 +58,7 @@ def _error_text(exc: BaseException) -> str:
 class ErrorBanner(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.text = QLabel()
+        self.text = PlainLabel()  # messages quote prompts and file names
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QToolButton()
@@ -130,7 +131,7 @@ class MainWindow(QMainWindow):
         # Inspect tab
         self.prompt_panel = PromptPanel()
         self.grid = GenerationGrid()
-        self.header = QLabel("No generations yet: type a prompt and press Ctrl+Enter.")
+        self.header = PlainLabel("No generations yet: type a prompt and press Ctrl+Enter.")
         self.sort_box = QComboBox()
         self.sort_box.addItems(["nearest distance", "generation order"])
         self.sort_box.setToolTip("Order of the grid: closest to a training image first, or as generated")
@@ -263,8 +264,8 @@ class MainWindow(QMainWindow):
             self._remember()
 
     def _show_casebook_path(self) -> None:
-        self.casebook_label.setText(f"Casebook: <b>{Path(self.casebook_path).name}</b>")
-        self.casebook_label.setToolTip(self.casebook_path)
+        self.casebook_label.setText(f"Casebook: <b>{escape(Path(self.casebook_path).name)}</b>")
+        self.casebook_label.setToolTip(plain_tooltip(self.casebook_path))
 
     # --- generation --------------------------------------------------------------------------------------------
 
@@ -325,12 +326,12 @@ class MainWindow(QMainWindow):
             bar.setFormat(f"{stage}…")
 
     def _on_result(self, value) -> None:
-        from inspector.session import Inspected
+        from inspector.session import Inspected, strip_value
 
         if isinstance(value, Inspected):
             first = self.grid.source.rowCount() == 0
             self.grid.source.append(value)
-            self.strip.set_values([i.nearest_tiled_l2 or 1.0 for i in self.grid.source.items()])
+            self.strip.set_values([strip_value(i) for i in self.grid.source.items()])
             self.header.setText(f"{self.grid.source.rowCount()} of {self._request.n} generations of "
                                 f"“{self._request.prompt}”")
             if first:
@@ -345,7 +346,7 @@ class MainWindow(QMainWindow):
                 self.grid.source.item_changed(item)
             if value.wen_tokens:
                 words = ", ".join(f"{w} {s:.2f}" for w, s in sorted(value.wen_tokens, key=lambda t: -t[1])[:5])
-                self.strip.setToolTip(self.strip.toolTip() + f"\n\nWords that steer hardest: {words}")
+                self.strip.set_extra_tip(f"Words that steer hardest: {words}")
 
     def _on_run_error(self, exc: BaseException) -> None:
         self.show_error(_error_text(exc))
@@ -548,12 +549,32 @@ class MainWindow(QMainWindow):
         self.hub.start(worker)
 
     def export_report(self) -> None:
+        # The window asks before replacing a file (export_chosen), in the same words on every platform; the
+        # dialog's own question (native dialogs differ) would ask a second time.
         out, _ = QFileDialog.getSaveFileName(self, "Save the HTML report", "casebook-report.html",
-                                             "HTML (*.html)")
+                                             "HTML (*.html)", options=QFileDialog.Option.DontConfirmOverwrite)
         if out:
-            self.export_to(out)
+            self.export_chosen(out)
 
-    def export_to(self, out: str) -> GeneratorWorker:
+    def export_chosen(self, out: str) -> GeneratorWorker | None:
+        """Export the report to a file the person chose: never over the casebook itself, and over an existing
+        file only after asking. Returns the export's worker, or None when nothing is written."""
+        from inspector.casebook.paths import is_casebook_file
+
+        if is_casebook_file(out, self.casebook_path):
+            text = f"{out} is the casebook itself: the report cannot be written over it. Choose another file name."
+            self.casebook_tab.message.setText("Export refused: " + text)
+            tell(self, "Export refused", text)
+            return None
+        overwrite = Path(out).exists() or Path(out).is_symlink()
+        if overwrite and not ask(self, "Replace the file?", f"{out} already exists. Replace it with the new report?",
+                                 yes="Replace"):
+            self.casebook_tab.message.setText(f"Export cancelled: {out} was left as it was.")
+            return None
+        return self.export_to(out, overwrite=overwrite)
+
+    def export_to(self, out: str, overwrite: bool = False) -> GeneratorWorker:
+        """Write the HTML report in the background; an existing ``out`` is replaced only with ``overwrite``."""
         path = self.casebook_path
 
         def run(cancel=None, progress=None):
@@ -561,7 +582,7 @@ class MainWindow(QMainWindow):
             from inspector.report import export
 
             with Casebook.open(path, create=False, readonly=True) as book:
-                export(book, out, "html")
+                export(book, out, "html", overwrite=overwrite)
             return out
 
         worker = GeneratorWorker(run)

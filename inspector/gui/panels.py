@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.gui.plain import PlainLabel, plain_tooltip
+
 
 class PromptPanel(QWidget):
     """Prompt, negative prompt, N, seed, steps, guidance; Generate (Ctrl+Enter) and Cancel (Esc); progress."""
@@ -63,7 +65,7 @@ class PromptPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.progress.setFormat("idle")
-        self.status = QLabel("")
+        self.status = PlainLabel("")  # quotes the prompt's words
         self.status.setWordWrap(True)
         self.suggestions_box = QVBoxLayout()
         self.suggestions_title = QLabel("<b>Try a demo prompt</b>")
@@ -105,7 +107,7 @@ class PromptPanel(QWidget):
                 b = QPushButton(f"{text}  ({words.get(kind, kind)})")
                 b.setFlat(True)
                 b.setStyleSheet("text-align: left; color: palette(link)")
-                b.setToolTip(f"Put “{text}” in the prompt and generate ({kind} in the demo)")
+                b.setToolTip(plain_tooltip(f"Put “{text}” in the prompt and generate ({kind} in the demo)"))
                 b.clicked.connect(lambda _=False, t=text: self._use(t))
                 self.suggestions_box.addWidget(b)
         self.suggestions_title.setVisible(bool(prompts))
@@ -169,7 +171,7 @@ class LabelBar(QWidget):
         lay.addWidget(self.notes, 1)
         lay.addWidget(QLabel("Reviewer"))
         lay.addWidget(self.reviewer)
-        self.state = QLabel("")
+        self.state = PlainLabel("")
         self.state.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         lay.addWidget(self.state)
 

@@ -6,6 +6,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from inspector.gui.plain import plain_tooltip
 from inspector.gui.style import VERDICT_COLOURS
 
 MAX_SHOWN = 0.6
@@ -20,11 +21,16 @@ class DistanceStrip(QWidget):
         self.wen: float | None = None
         self.setMinimumHeight(46)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip(
+        self.explanation = (
             "Each mark is one generation, placed by the tiled l2 to its nearest training image (left = closer). "
             "Marks left of the red 0.15 line are near copies. The clique counts generations that are near "
             "copies of each other (Carlini et al.: a large clique flags a memorized prompt, without training data). "
             "The Wen score measures how hard the prompt's words steer the model (higher = more suspicious).")
+        self.set_extra_tip("")
+
+    def set_extra_tip(self, extra: str) -> None:
+        """The tooltip: the explanation, then ``extra`` (about this prompt, so it may quote its words)."""
+        self.setToolTip(plain_tooltip(self.explanation + (f"\n\n{extra}" if extra else "")))
 
     def set_values(self, values: list[float]) -> None:
         self.values = list(values)

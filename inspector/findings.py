@@ -49,6 +49,15 @@ class Neighbour:
     pixels: Any = field(default=None, repr=False, compare=False)
     #: The same pixels as lossless PNG (set by the casebook, which keeps them for the report's heatmaps).
     pixels_png: bytes | None = field(default=None, repr=False)
+    #: Where the image came from: the URL img2dataset downloaded it from (a sidecar's or parquet row's "url",
+    #: else its "source"/"origin"); None when nothing recorded it. ``source`` is the local file or shard member.
+    url: str | None = None
+    #: The role of the index it was found in: "training" (the model's training set) or "reference" (a
+    #: collection to check against). Words shown with it follow this (inspector.roles).
+    index_role: str = "training"
+    #: Where ``caption`` came from, in words: "the .json sidecar's 'caption'", "the .txt sidecar",
+    #: "the parquet column 'txt'", "the file name"; None when not recorded.
+    caption_source: str | None = None
 
     def comparison_pixels(self) -> Any:
         """The training image exactly as compared (uint8 array), from ``pixels`` or ``pixels_png``; None when
@@ -91,6 +100,9 @@ class Finding:
     created_at: str | None = None
     updated_at: str | None = None
     image_sha256: str = ""  # sha256 (hex) of ``image_png``, set by the casebook
+    #: The index the neighbours were found in (``TrainingIndex.identity()``: index_id, role, source, images,
+    #: built, content_hash, path); None when not recorded.
+    index: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

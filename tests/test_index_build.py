@@ -426,7 +426,7 @@ def test_bad_input_exits_2_with_one_clear_line(folder, tmp_path, capsys, argv, m
     assert captured.out == "" or "no usable images" in message
     err = [line for line in captured.err.splitlines() if line.startswith("inspector")]
     assert len(err) == 1 and message in err[0]
-    assert not (tmp_path / "out").exists() or "no usable images" in message  # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing half-written, and no empty index left claiming to be one
 
 
 def test_an_unfinished_build_is_refused_with_a_resume_hint(folder, tmp_path, capsys):

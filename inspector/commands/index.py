@@ -10,19 +10,27 @@ from typing import Any
 
 from inspector.commands import print_json
 from inspector.errors import UserError
+from inspector.roles import describe_index, role_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="build, describe and search a training index",
-                       description="A local, searchable index of training images.")
+    p = sub.add_parser("index", help="build, describe and search an index of training or reference images",
+                       description="A local, searchable index of images: the model's training set, or a "
+                                   "reference collection (an artist's portfolio, a stock library).")
     isub = p.add_subparsers(dest="index_command", metavar="ACTION", parser_class=type(p))
     isub.required = True
 
     b = isub.add_parser("build", help="index a folder of images or img2dataset output",
-                        description="Index a folder tree of images (captions from sidecar .txt/.json files) or "
-                                    "img2dataset output (.tar shards or the files layout). Progress goes to stderr.")
-    b.add_argument("src", type=Path, metavar="SRC", help="image folder, img2dataset output folder, or a .tar shard")
+                        description="Index a folder tree of images (captions from sidecar .json/.txt files, else "
+                                    "the file name) or img2dataset output (the files layout, .tar shards or "
+                                    ".parquet files). Progress goes to stderr. A build that finds no usable image "
+                                    "fails (exit 2) and leaves no index behind.")
+    b.add_argument("src", type=Path, metavar="SRC",
+                   help="image folder, img2dataset output folder, a .tar shard or a .parquet file")
     b.add_argument("--out", type=Path, required=True, metavar="DIR", help="the index folder (new or empty)")
+    b.add_argument("--role", choices=("training", "reference"), default=None,
+                   help="training: the model's training set (default); reference: a collection to check against "
+                        "(an artist's portfolio, a stock library, a client's images). Every result says which.")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in DIR")
     b.add_argument("--size", type=int, default=None, metavar="PX",
                    help="side of the comparison square in pixels (default 256; the demo model uses 32)")
@@ -45,16 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     i.set_defaults(func=run_info)
 
-    q = isub.add_parser("query", help="the nearest training images of image files",
-                        description="Find the k nearest training images of each IMAGE (exact normalized l2 at the "
-                                    "index's comparison size), with tiled l2, SSIM and calibrated l2.")
+    q = isub.add_parser("query", help="the nearest indexed images of image files",
+                        description="Find the k nearest indexed images (training or reference) of each IMAGE "
+                                    "(exact normalized l2 at the index's comparison size), with tiled l2, SSIM "
+                                    "and calibrated l2, each with its caption, source file and url.")
     q.add_argument("dir", type=Path, metavar="DIR")
     q.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     q.add_argument("--k", type=int, default=4, help="neighbours per image (default 4)")
     q.add_argument("--rank-by", choices=("l2", "semantic"), default="l2",
                    help="order by exact l2 (default) or by CLIP similarity (index built with --clip)")
     q.add_argument("--json", action="store_true",
-                   help="print one JSON list on stdout: one object per IMAGE, in order")
+                   help="print one JSON list on stdout: one object per IMAGE, in order, each with \"index\" "
+                        "(the index searched) and \"neighbours\"")
     q.set_defaults(func=run_query)
 
 
@@ -125,16 +135,24 @@ def run_build(args: argparse.Namespace) -> int:
     try:
         report = build_index(args.src, args.out, resume=args.resume, comparison_size=args.size, clip=args.clip,
                              workers=args.workers, chunk_size=args.chunk_size, store_pixels=args.store_pixels,
-                             progress=ProgressPrinter())
+                             progress=ProgressPrinter(), role=args.role)
     except KeyboardInterrupt:
         print(f"\nthe build stopped; continue it with: inspector index build {args.src} --out {args.out} --resume",
               file=sys.stderr)
         raise
+    if report.notes_total:
+        # Unreadable caption sidecars do not stop an image, but the person should hear of them now.
+        first = "; ".join(report.notes[:3])
+        more = f"; and {report.notes_total - 3} more" if report.notes_total > 3 else ""
+        print(f"{report.notes_total} caption sidecars could not be read, so those images have no caption from "
+              f"them (all in {Path(report.index_dir) / 'build_report.json'}): {first}{more}", file=sys.stderr)
     if args.json:
         print_json(report.as_dict())
     else:
+        words = role_words(report.role)
         print(f"indexed {report.unique_images} unique images from {report.sources} files "
-              f"({report.duplicate_sources} exact duplicates) into {report.index_dir}")
+              f"({report.duplicate_sources} exact duplicates) into {report.index_dir} as {words.index_a}")
+        print(f"content hash  {report.content_hash}")
         if report.resumed:
             print(f"resumed: {report.files_already_indexed} files were already indexed, {report.new_images} "
                   "new images added")
@@ -145,9 +163,6 @@ def run_build(args: argparse.Namespace) -> int:
             if len(report.skipped) > 50:
                 print(f"  ... and {len(report.skipped) - 50} more in build_report.json")
         print(f"{report.rate:.0f} files/s, {report.seconds:.1f} s")
-    if report.unique_images == 0:
-        raise UserError(f"no usable images in {args.src}: {len(report.skipped)} files were skipped "
-                        f"(see {Path(report.index_dir) / 'build_report.json'})")
     return 0
 
 
@@ -159,7 +174,9 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
         return 0
+    words = role_words(info["role"])
     print(f"index         {info['path']}  (id {info['index_id']})")
+    print(f"role          {words.role} ({words.index_a})")
     print(f"source        {info['source']}")
     print(f"images        {info['unique_images']} unique, from {info['sources']} files "
           f"({info['duplicate_sources']} exact duplicates; {info['duplicated_images']} images occur more than once)")
@@ -179,6 +196,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"disk          {_mb(b['total'])} (database {_mb(b['database'])}, features {_mb(b['features'])}, "
           f"pixels {_mb(b['pixels'])}, FAISS {_mb(b['faiss'])}, thumbnails {_mb(b['thumbnails'])})")
     print(f"built         {info['updated']}")
+    print(f"content hash  {info['content_hash']}  (sha256 over the sorted sha256 of every unique image)")
     return 0
 
 
@@ -197,16 +215,21 @@ def run_query(args: argparse.Namespace) -> int:
             raise UserError(f"{image}: no such image file")
     with TrainingIndex.open(args.dir, semantic=True if args.rank_by == "semantic" else None) as index:
         results = index.query(list(args.images), k=args.k, rank_by=args.rank_by)
+        identity = index.identity()
     if args.json:
-        print_json([{"image": str(image), "neighbours": [n.as_dict() for n in neighbours]}
+        print_json([{"image": str(image), "index": identity, "neighbours": [n.as_dict() for n in neighbours]}
                     for image, neighbours in zip(args.images, results, strict=True)])
         return 0
+    words = role_words(identity["role"])
+    print(f"searched {describe_index(identity)}")
     for image, neighbours in zip(args.images, results, strict=True):
-        print(f"{image}:")
+        print(f"{image}: nearest {words.images}")
         for n in neighbours:
             cal = "n/a" if n.calibrated_l2 is None else f"{n.calibrated_l2:.2f}"
-            copies = f", {n.duplicate_count} copies in training" if n.duplicate_count > 1 else ""
+            copies = f", {words.times(n.duplicate_count)}" if n.duplicate_count > 1 else ""
             print(f"  {n.rank}. l2 {n.l2:.4f}  {metrics.describe_tiled_l2(n.tiled_l2)}  SSIM {n.ssim:.3f}  "
                   f"calibrated l2 {cal}{copies}")
-            print(f"     {n.caption!r}  {n.source}")
+            print(f"     {n.caption!r}" + (f" (caption from {n.caption_source})" if n.caption_source == "the file name"
+                                            else ""))
+            print(f"     file {n.source}" + (f"\n     url  {n.url}" if n.url else ""))
     return 0

@@ -20,7 +20,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inspector.images import MAX_PIXELS, center_crop_square, to_rgb
 from inspector.training_index.features import compact_features
-from inspector.training_index.sources import SourceRef, TruncatedError, read_bytes
+from inspector.training_index.sources import (
+    MissingImageError,
+    SourceRef,
+    TruncatedError,
+    read_bytes,
+    read_source,
+)
 
 #: Longest side of a display thumbnail, in pixels.
 THUMBNAIL_SIDE = 128
@@ -28,8 +34,11 @@ THUMBNAIL_QUALITY = 88
 #: JPEGs are decoded in DCT draft mode to no less than this many times the largest size needed. Two keeps the
 #: canonical form within about 0.003 normalized l2 of a full decode (measured on a 2048 px photograph).
 DRAFT_MARGIN = 2
-#: Keys read from a JSON sidecar, in order of preference (img2dataset writes "caption" and "url").
+#: Keys read from a JSON sidecar, in order of preference (img2dataset writes "caption" and "url"). A caption
+#: comes from the first of: these keys in a .json sidecar, the whole .txt sidecar, the file's name (README).
 CAPTION_KEYS = ("caption", "text", "TEXT", "title")
+#: Parquet rows: img2dataset's parquet output keeps the caption in "txt" as well as in "caption".
+PARQUET_CAPTION_KEYS = (*CAPTION_KEYS, "txt")
 LICENCE_KEYS = ("licence", "license", "LICENSE", "LICENCE")
 ORIGIN_KEYS = ("url", "URL", "source", "origin")
 #: How many sha256 values a worker remembers, to skip decoding exact duplicates it has already decoded.
@@ -73,6 +82,7 @@ class Decoded:
     height: int = 0
     format: str = ""
     caption: str = ""
+    caption_source: str | None = None  # where the caption came from, in words (e.g. "the file name")
     licence: str | None = None
     origin: str | None = None
     feature: np.ndarray | None = None  # float16 (D,)
@@ -145,7 +155,14 @@ def open_image(data: bytes, need_side: int | None = None) -> tuple[Image.Image, 
 
 
 def read_sidecars(ref: SourceRef, out: Decoded) -> None:
-    """Fill caption, licence and origin from the source's .json / .txt sidecars (JSON wins for the caption)."""
+    """Fill caption, licence and origin from the source's .json / .txt sidecars (JSON wins for the caption), a
+    parquet row's columns, or, when none gives a caption, the file's name (titled works: "Morning Cup.png")."""
+    if ref.meta:
+        key = _first_key(ref.meta, PARQUET_CAPTION_KEYS)
+        if key:
+            out.caption, out.caption_source = ref.meta[key].strip(), f"the parquet column '{key}'"
+        out.licence = _first_text(ref.meta, LICENCE_KEYS)
+        out.origin = _first_text(ref.meta, ORIGIN_KEYS)
     if "json" in ref.sidecars:
         car = ref.sidecars["json"]
         try:
@@ -154,15 +171,44 @@ def read_sidecars(ref: SourceRef, out: Decoded) -> None:
             out.notes.append(f"caption sidecar of {ref.source} is not readable JSON ({exc})")
             meta = None
         if isinstance(meta, dict):
-            out.caption = _first_text(meta, CAPTION_KEYS) or ""
+            key = _first_key(meta, CAPTION_KEYS)
+            if key:
+                out.caption, out.caption_source = meta[key].strip(), f"the .json sidecar's '{key}'"
             out.licence = _first_text(meta, LICENCE_KEYS)
             out.origin = _first_text(meta, ORIGIN_KEYS)
+        elif meta is not None:
+            out.notes.append(f"caption sidecar of {ref.source} is JSON but not an object of keys")
     if not out.caption and "txt" in ref.sidecars:
         car = ref.sidecars["txt"]
         try:
             out.caption = read_bytes(car.path, car.offset, car.size).decode("utf-8", "replace").strip()
         except OSError as exc:
             out.notes.append(f"caption sidecar of {ref.source} is not readable ({exc.strerror or exc})")
+        if out.caption:
+            out.caption_source = "the .txt sidecar"
+    if not out.caption and not ref.meta:
+        title = file_name_caption(ref.member or ref.path)
+        if title:
+            out.caption, out.caption_source = title, "the file name"
+
+
+def file_name_caption(path: str) -> str:
+    """A caption from a file's name, for titled works without a sidecar: "Morning Cup.png" -> "Morning Cup".
+
+    Names that are only digits (img2dataset's keys, camera counters) say nothing, and give "".
+    """
+    base = os.path.basename(os.fsencode(path).decode("utf-8", "replace"))
+    stem = base.split(".", 1)[0] if base.startswith(".") else os.path.splitext(base)[0]
+    stem = stem.strip()
+    return "" if not stem or stem.isdigit() else stem
+
+
+def _first_key(meta: dict, keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip():
+            return key
+    return None
 
 
 def _first_text(meta: dict, keys: tuple[str, ...]) -> str | None:
@@ -220,9 +266,12 @@ def decode_one(ref: SourceRef, settings: DecodeSettings, use_cache: bool = False
     """Read, hash and decode one source; never raises for a bad file (the result carries the reason)."""
     out = Decoded(ref)
     try:
-        data = read_bytes(ref.path, ref.offset, ref.size if ref.member else None)
+        data = read_source(ref.path, ref.member, ref.offset, ref.size)
     except TruncatedError as exc:
         out.kind, out.reason = "damaged", str(exc)
+        return out
+    except MissingImageError as exc:
+        out.kind, out.reason = "empty", str(exc)
         return out
     except OSError as exc:
         out.kind, out.reason = "unreadable", f"cannot read it: {exc.strerror or exc}"

@@ -105,7 +105,10 @@ class BuildReport:
     rate: float  # files decoded per second in this run
     resumed: bool
     repaired: dict[str, int]
-    notes: list[str]
+    notes: list[str]  # the first MAX_NOTES problems that did not stop an image (unreadable caption sidecars)
+    notes_total: int = 0  # how many such problems there were in all
+    role: str = store.DEFAULT_ROLE
+    content_hash: str = ""  # see store.CONTENT_HASH_RULE
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +157,9 @@ class IndexBuilder:
         Images per chunk: the unit of decoding work, of commit and of progress.
     store_pixels
         Keep canonical pixels for the exact re-rank (default: when comparison_size <= 128).
+    role
+        "training" (the model's training set) or "reference" (a portfolio, a stock library, a client's images);
+        default "training" for a new index; a resumed build keeps its recorded role.
     """
 
     def __init__(
@@ -167,7 +173,12 @@ class IndexBuilder:
         workers: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         store_pixels: bool | None = None,
+        role: str | None = None,
     ):
+        if role is not None and role not in store.ROLES:
+            raise TrainingIndexError(f"unknown index role {role!r}: use training (the model's training set) or "
+                                     "reference (a portfolio, a stock library, a client's images)")
+        self.role = role or store.DEFAULT_ROLE
         self.src = source_root(src)
         self.out = Path(os.path.abspath(os.fspath(out)))
         self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
@@ -185,7 +196,7 @@ class IndexBuilder:
             raise TrainingIndexError(f"--out {out} holds SRC {src}: choose an index folder outside the images")
         self.resume = bool(resume) and self.out.is_dir() and not _is_empty_folder(self.out)
         if self.resume:
-            self.manifest = self._check_resumable(comparison_size, clip, store_pixels)
+            self.manifest = self._check_resumable(comparison_size, clip, store_pixels, role)
         else:
             if self.out.is_dir() and not _is_empty_folder(self.out):
                 raise TrainingIndexError(f"{out} already exists and is not empty: add --resume to continue the "
@@ -199,8 +210,12 @@ class IndexBuilder:
             self.manifest = None
         self.report: BuildReport | None = None
         self._semantic = None
+        # An index folder this build makes (or finds empty) is removed again when nothing can be indexed.
+        self._fresh_out = not self.resume
+        self._out_existed = self.out.exists()
 
-    def _check_resumable(self, comparison_size: int | None, clip: Any, store_pixels: bool | None) -> dict:
+    def _check_resumable(self, comparison_size: int | None, clip: Any, store_pixels: bool | None,
+                         role: str | None) -> dict:
         manifest = store.read_manifest(self.out)
         if manifest.get("source") != str(self.src):
             raise TrainingIndexError(f"{self.out} was built from {manifest.get('source')}, not {self.src}: resume "
@@ -219,6 +234,11 @@ class IndexBuilder:
                                      "resume without changing --clip, or build a new index")
         if semantic is not None:
             self.clip = semantic["folder"] if Path(semantic["folder"]).is_dir() else semantic["model"]
+        recorded = manifest.get("role") or store.DEFAULT_ROLE
+        if role is not None and role != recorded:
+            raise TrainingIndexError(f"{self.out} is a {recorded} index, not {role}: resume without --role, or "
+                                     "build a new index")
+        self.role = recorded
         self.comparison_size = size
         self.store_pixels = bool(manifest["pixels"]["stored"])
         return manifest
@@ -235,6 +255,7 @@ class IndexBuilder:
         state = _State(count=st.item_count())
         executor = None
         notes: list[str] = []
+        nothing = False
         try:
             state.bytes_total = total_bytes(self.src, exclude=[self.out])
             if self._auto_workers and state.bytes_total < POOL_MIN_BYTES:
@@ -249,6 +270,9 @@ class IndexBuilder:
                 state.bytes_done += sum(r.ref.size for r in results) + already_bytes
                 state.bytes_decoded += sum(r.ref.size for r in results)
                 yield self._progress("ingesting", state, started, newly_skipped)
+            if state.count == 0:
+                nothing = True
+                raise TrainingIndexError(self._nothing_indexed(st, state))
             yield self._progress("finishing", state, started, [])
             self.report = self._finish(st, state, started, repaired, notes)
             yield self._progress("done", state, started, [])
@@ -256,6 +280,34 @@ class IndexBuilder:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             st.close()
+            if nothing and self._fresh_out:
+                self._discard_output()
+
+    def _nothing_indexed(self, st: IndexStore, state: _State) -> str:
+        """The one-line reason a build that found no usable image fails, naming the first few skipped files."""
+        skipped = st.skipped()
+        if not skipped:
+            return (f"no usable images in {self.src}: nothing was indexed, no image files were found there (the "
+                    "index reads image files with caption sidecars, img2dataset .tar shards and img2dataset "
+                    ".parquet files with image bytes)")
+        first = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        return f"no usable images in {self.src}: nothing was indexed, {len(skipped)} files skipped ({first}{more})"
+
+    def _discard_output(self) -> None:
+        """Remove what this build wrote, so no folder is left that looks like an index (it was new or empty)."""
+        import shutil
+
+        for entry in list(self.out.iterdir()) if self.out.is_dir() else []:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        if not self._out_existed:
+            try:
+                self.out.rmdir()
+            except OSError:
+                pass  # something else appeared in it meanwhile: leave that alone
 
     def _load_semantic(self) -> Any:
         if self.clip is None:
@@ -274,7 +326,7 @@ class IndexBuilder:
             self.out.mkdir(parents=True, exist_ok=True)
             self.manifest = store.new_manifest(
                 self.src, self.comparison_size, feature_definition(FEATURE_GRID), self.store_pixels,
-                semantic.describe(self.clip) if semantic else None)
+                semantic.describe(self.clip) if semantic else None, role=self.role)
             need = decode.needed_side(DecodeSettings(self.comparison_size, FEATURE_GRID, self.store_pixels, None,
                                                      semantic.input_size if semantic else None))
             self.manifest["decode"] = {
@@ -355,6 +407,7 @@ class IndexBuilder:
         sources: list[SourceRow] = []
         new: list[Decoded] = []
         for r in results:
+            state.notes_total += len(r.notes)
             if len(notes) < MAX_NOTES:
                 notes.extend(r.notes[: MAX_NOTES - len(notes)])
             if r.ok and r.sha256 not in known and r.feature is None:
@@ -367,10 +420,11 @@ class IndexBuilder:
                 item_id = state.count + len(items) + 1
                 known[r.sha256] = item_id
                 items.append(ItemRow(item_id, r.sha256, r.ref.source, r.caption, r.width, r.height, r.format,
-                                     r.licence, r.origin, thumbnail_relpath(r.sha256)))
+                                     r.licence, r.origin, thumbnail_relpath(r.sha256), r.caption_source))
                 new.append(r)
             sources.append(SourceRow(item_id, r.ref.source, display_name(r.ref.path), r.ref.raw_path,
-                                     r.ref.member, r.ref.offset, r.ref.size, r.caption, r.licence, r.origin))
+                                     r.ref.member, r.ref.offset, r.ref.size, r.caption, r.licence, r.origin,
+                                     r.caption_source))
         rows = {"features": b"".join(r.feature.astype("<f2").tobytes() for r in new)}
         if settings.keep_pixels:
             rows["pixels"] = b"".join(np.ascontiguousarray(r.pixels).tobytes() for r in new)
@@ -401,7 +455,8 @@ class IndexBuilder:
             skipped=[SkippedFile(**s) for s in st.skipped()],
             files_seen=state.files_done, files_already_indexed=state.already, new_images=state.new_images,
             seconds=round(seconds, 3), rate=round(state.decoded / seconds, 1) if seconds > 0 else 0.0,
-            resumed=self.resume, repaired=repaired, notes=notes)
+            resumed=self.resume, repaired=repaired, notes=notes, notes_total=state.notes_total, role=self.role,
+            content_hash=self.manifest.get("content_hash") or "")
         document = self.report.as_dict()
         document["finished"] = store.now()
         store.write_json_atomic(self.out / store.REPORT, document)
@@ -432,6 +487,7 @@ class _State:
     bytes_done: int = 0
     bytes_decoded: int = 0
     bytes_total: int = 0
+    notes_total: int = 0
 
 
 def finish_index(
@@ -439,7 +495,8 @@ def finish_index(
     manifest: dict[str, Any],
     before_complete: Callable[[dict[str, int]], None] | None = None,
 ) -> dict[str, int]:
-    """Count duplicates, build the FAISS indexes from the row files, and mark the manifest complete.
+    """Count duplicates, build the FAISS indexes from the row files and the caption search tables, and mark the
+    manifest complete.
 
     Everything is written under temporary names and renamed; the manifest turns "complete" last, so an
     interruption here leaves a build that ``resume`` finishes. Returns the counts stored in the manifest.
@@ -458,6 +515,13 @@ def finish_index(
         vectors.write(index, folder / store.SEMANTIC_FAISS)
         del index
         semantic["faiss"] = {**description, "file": store.SEMANTIC_FAISS}
+    from inspector.training_index.captions import write_caption_tables
+
+    manifest["captions"] = {"distinct": write_caption_tables(st.conn), "search": "SQLite FTS5 (caption_search)"}
+    manifest.setdefault("database", {})["schema_version"] = store.SCHEMA_VERSION
+    manifest["content_hash"] = store.content_hash(st.conn)
+    manifest.setdefault("content_hash_rule", store.CONTENT_HASH_RULE)
+    manifest.setdefault("role", store.DEFAULT_ROLE)
     if before_complete is not None:
         before_complete(counts)
     st.finish()
@@ -478,17 +542,19 @@ def build_index(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     store_pixels: bool | None = None,
     progress: Callable[[BuildProgress], None] | None = None,
+    role: str | None = None,
 ) -> BuildReport:
     """Build (or resume) a training index from ``src`` into ``out`` and return what was done.
 
     See :class:`IndexBuilder` for the parameters; ``progress`` is called after every chunk. Raises
-    :class:`TrainingIndexError` (a UserError) for bad input, before anything is written.
+    :class:`TrainingIndexError` (a UserError) for bad input, before anything is written, and when nothing
+    under ``src`` can be indexed (a new ``out`` is then removed again, so no empty index claims to be complete).
 
     With more than one worker, decoding processes are started with "spawn": a script that calls this must do so
     under ``if __name__ == "__main__":`` (otherwise decoding falls back to this process, with a warning).
     """
     builder = IndexBuilder(src, out, resume=resume, comparison_size=comparison_size, clip=clip, workers=workers,
-                           chunk_size=chunk_size, store_pixels=store_pixels)
+                           chunk_size=chunk_size, store_pixels=store_pixels, role=role)
     for event in builder.run():
         if progress is not None:
             progress(event)

@@ -45,7 +45,7 @@ from inspector.images import canonical
 from inspector.training_index import store, vectors
 from inspector.training_index.decode import DecodeError, canonical_uint8, open_image
 from inspector.training_index.features import compact_features
-from inspector.training_index.sources import read_bytes
+from inspector.training_index.sources import read_bytes, read_source
 from inspector.training_index.store import RowFile, RowReader, TrainingIndexError
 
 #: Candidates per query: max(CALIBRATION_N, CANDIDATE_FACTOR * k).
@@ -79,6 +79,7 @@ class TrainingIndex:
         self._lock = threading.RLock()
         self._conn = store.connect(self.folder / store.DATABASE, read_only=True)
         self._count = int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        self._has_caption_source = store.has_column(self._conn, "items", "caption_source")
         self._check_files()
         self._faiss = vectors.read(self.folder / store.FEATURES_FAISS, manifest["faiss"])
         s = self.comparison_size
@@ -169,6 +170,22 @@ class TrainingIndex:
     def __len__(self) -> int:
         """Number of unique images."""
         return self._count
+
+    @property
+    def role(self) -> str:
+        """"training" (the model's training set) or "reference" (a collection to check against); indexes built
+        before roles existed are training indexes."""
+        return self.manifest.get("role") or store.DEFAULT_ROLE
+
+    def identity(self) -> dict[str, Any]:
+        """What names this index wherever a result is shown: index_id, role, source (folder or shards), images,
+        built (UTC, ISO 8601), content_hash (see ``store.CONTENT_HASH_RULE``) and path. Plain JSON types."""
+        with self._lock:
+            if not self.manifest.get("content_hash"):
+                # Built before content hashes were recorded: computed once from the database (not written
+                # back, the folder may be read-only).
+                self.manifest["content_hash"] = store.content_hash(self._conn)
+        return store.identity(self.manifest, self.folder)
 
     def __repr__(self) -> str:
         return f"TrainingIndex({str(self.folder)!r}, {self._count} images, {self.comparison_size} px)"
@@ -288,7 +305,7 @@ class TrainingIndex:
         for source, path, raw, offset, size, member in rows:
             real = os.fsdecode(raw) if raw is not None else path
             try:
-                data = read_bytes(real, offset, size if member else None)
+                data = read_source(real, member, offset, size)
             except OSError as exc:
                 problems.append(f"{source}: {exc.strerror or exc}")
                 continue
@@ -420,7 +437,7 @@ class TrainingIndex:
                 ssim=metrics.ssim(query, train), calibrated_l2=calibrated, index_id=self.index_id,
                 thumbnail=str(self.folder / m["thumbnail"]), image_sha256=m["sha256"], licence=m["licence"],
                 semantic_similarity=None if sims is None else float(sims[j]), comparison_size=size,
-                pixels=train))
+                pixels=train, url=m["origin"], index_role=self.role, caption_source=m["caption_source"]))
         if rank_by == "tiled_l2":
             # The numbers shown are metrics.py's own: order by exactly those (they may differ from the batch
             # computation in the last bits, which only matters for ties).
@@ -433,11 +450,12 @@ class TrainingIndex:
 
     def _neighbour_meta(self, item_ids: list[int]) -> dict[int, dict[str, Any]]:
         marks = ",".join("?" * len(item_ids))
+        caption_source = "caption_source" if self._has_caption_source else "NULL"
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT id, source, caption, duplicate_count, thumbnail, sha256, licence FROM items "
-                f"WHERE id IN ({marks})", item_ids).fetchall()
-        keys = ("source", "caption", "duplicate_count", "thumbnail", "sha256", "licence")
+                f"SELECT id, source, caption, duplicate_count, thumbnail, sha256, licence, origin, {caption_source} "
+                f"FROM items WHERE id IN ({marks})", item_ids).fetchall()
+        keys = ("source", "caption", "duplicate_count", "thumbnail", "sha256", "licence", "origin", "caption_source")
         return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
 
     def _semantic(self) -> Any:
@@ -466,6 +484,37 @@ class TrainingIndex:
             self._semantic_model = model
             return model
 
+    # --- captions ----------------------------------------------------------------------------------------------
+
+    def _caption_search(self) -> Any:
+        from inspector.training_index.captions import CaptionSearch
+
+        with self._lock:
+            self._check_open()
+            if getattr(self, "_captions", None) is None:
+                self._captions = CaptionSearch(self._conn, self._lock)
+            return self._captions
+
+    def caption_count(self) -> int:
+        """Distinct non-empty captions in the index (0 when it has none)."""
+        return self._caption_search().caption_count()
+
+    def match_captions(self, prompt: str, k: int = 3) -> list[Any]:
+        """The k captions in the index that best match ``prompt`` (:class:`captions.CaptionMatch`: caption, file
+        count, exact, coverage in [0, 1]): an exact match first, then by rarity-weighted share of the prompt's
+        words. Empty when the index has no captions or none shares a word with the prompt."""
+        return self._caption_search().match(prompt, k)
+
+    def caption_vocabulary_missing(self, words: Sequence[str]) -> list[str]:
+        """Those of ``words`` that occur in no caption of the index (empty when the index has no captions)."""
+        if self.caption_count() == 0:
+            return []
+        return self._caption_search().missing_words(words)
+
+    def caption_search_note(self) -> str | None:
+        """Why caption answers are slower or missing for this index (built before caption search), or None."""
+        return self._caption_search().note()
+
     # --- summary -----------------------------------------------------------------------------------------------
 
     def info(self, disk_usage: bool = True) -> dict[str, Any]:
@@ -486,6 +535,8 @@ class TrainingIndex:
         info: dict[str, Any] = {
             "path": str(self.folder),
             "index_id": self.index_id,
+            "role": self.role,
+            "content_hash": self.identity()["content_hash"],
             "status": m["status"],
             "source": m["source"],
             "created": m["created"],

@@ -1,4 +1,5 @@
-"""Finding training images: a folder tree (with caption sidecars) or img2dataset output (files or .tar shards).
+"""Finding training images: a folder tree (with caption sidecars) or img2dataset output (the files layout, .tar
+shards, or .parquet files holding the image bytes).
 
 The walk is a generator with bounded memory: it holds one folder listing or one shard's member table at a time.
 It yields :class:`SourceRef` for each candidate image and :class:`Skip` for each thing that cannot be used
@@ -12,9 +13,12 @@ import errno
 import os
 import stat
 import tarfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Extensions read as images (anything Pillow decodes among them works).
 IMAGE_EXTENSIONS = frozenset({
@@ -31,10 +35,21 @@ IGNORED_EXTENSIONS = frozenset({
 ARCHIVE_EXTENSIONS = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".7z", ".rar")
 #: Separator between a shard's path and a member's name in a source, e.g. ``/data/00000.tar#000000012.jpg``.
 MEMBER_SEPARATOR = "#"
+#: Columns of a parquet file that may hold an image's bytes (img2dataset --output_format parquet names it after
+#: its --encode_format: jpg, png or webp; Hugging Face datasets use an "image" struct with a "bytes" field).
+PARQUET_IMAGE_COLUMNS = ("jpg", "jpeg", "png", "webp", "image", "img", "image_bytes")
+#: Metadata columns read from each parquet row (the image column is read only when the row is decoded). "txt" is
+#: img2dataset's caption column in parquet output; the others are the sidecar keys of decode.py.
+PARQUET_META_COLUMNS = ("key", "status", "error_message", "caption", "text", "TEXT", "title", "txt",
+                        "licence", "license", "LICENSE", "LICENCE", "url", "URL", "source", "origin")
 
 
 class TruncatedError(OSError):
     """A shard member's bytes run past the end of the shard."""
+
+
+class MissingImageError(OSError):
+    """A parquet row whose image column is empty (img2dataset writes failed downloads that way)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,9 @@ class SourceRef:
     """One candidate training image: where its bytes are and where its caption sidecars are.
 
     ``source`` is the display name (valid UTF-8; undecodable bytes of odd file names appear as ``\\xNN``);
-    ``path`` is the real file system path (a file, or the shard holding the member).
+    ``path`` is the real file system path (a file, or the shard holding the member). A parquet row has its row
+    number (from 0) in ``offset``, its key in ``member``, an estimated ``size`` (the file's bytes over its rows,
+    for progress only) and its metadata columns (caption, url, licence) in ``meta``.
     """
 
     source: str
@@ -60,6 +77,7 @@ class SourceRef:
     member: str | None = None
     offset: int | None = None
     sidecars: dict[str, Sidecar] = field(default_factory=dict)
+    meta: dict[str, str] | None = None
 
     @property
     def raw_path(self) -> bytes | None:
@@ -184,6 +202,8 @@ def _file(folder: str, name: str, names: set[str]) -> Iterator[SourceRef | Skip]
         return
     if ext == ".tar":
         yield from _shard(path)
+    elif ext == ".parquet":
+        yield from _parquet(path, name, names, st.st_size)
     elif ext in IMAGE_EXTENSIONS:
         yield SourceRef(display_name(path), path, st.st_size, sidecars=_folder_sidecars(folder, name, names))
     elif _is_archive(name):
@@ -241,6 +261,137 @@ def _shard(path: str) -> Iterator[SourceRef | Skip]:
                                 member=m.name, offset=m.offset_data, sidecars=sidecars)
 
 
+def is_parquet(path: str) -> bool:
+    return path.lower().endswith(".parquet")
+
+
+def _parquet_image_column(schema: Any) -> tuple[str, bool] | None:
+    """(name, is_struct) of the column holding image bytes, or None when the file holds metadata only."""
+    import pyarrow as pa
+
+    for name in PARQUET_IMAGE_COLUMNS:
+        index = schema.get_field_index(name)
+        if index < 0:
+            continue
+        kind = schema.field(index).type
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            return name, False
+        if pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0:
+            return name, True
+    return None
+
+
+def _parquet(path: str, name: str, names: set[str], file_size: int) -> Iterator[SourceRef | Skip]:
+    """The rows of an img2dataset parquet shard (``--output_format parquet``: image bytes in a column).
+
+    img2dataset also writes ``00000.parquet`` *metadata* beside each ``00000.tar`` shard or ``00000/`` folder:
+    those are passed over without a word. Rows whose download failed (status other than "success", or no image
+    bytes) are not images of the set and are passed over too, as they are in the other layouts.
+    """
+    shard = display_name(path)
+    stem = name[: -len(".parquet")]
+    if f"{stem}.tar" in names or stem in names:
+        return
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        yield Skip(shard, "unsupported", "reading .parquet files needs pyarrow: pip install pyarrow")
+        return
+    try:
+        pf = pq.ParquetFile(path)
+        image = _parquet_image_column(pf.schema_arrow)
+        if image is None:
+            yield Skip(shard, "unsupported", "a parquet file without image bytes (metadata only: urls and "
+                                             "captions): download the images first, e.g. with img2dataset")
+            return
+        columns = [c for c in PARQUET_META_COLUMNS if pf.schema_arrow.get_field_index(c) >= 0]
+        rows = max(1, pf.metadata.num_rows)
+        row = 0
+        for group in range(pf.num_row_groups):
+            table = pf.read_row_group(group, columns=columns).to_pydict() if columns else {}
+            count = pf.metadata.row_group(group).num_rows
+            for i in range(count):
+                meta = {c: table[c][i] for c in columns if table[c][i] is not None}
+                status = meta.get("status")
+                if status is None or str(status) == "success":
+                    key = str(meta.get("key") or f"row{row}")
+                    yield SourceRef(f"{shard}{MEMBER_SEPARATOR}{display_name(key)}", path,
+                                    max(1, file_size // rows), member=key, offset=row,
+                                    meta={k: str(v) for k, v in meta.items()})
+                row += 1
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        yield Skip(shard, "damaged", f"the parquet file cannot be read ({type(exc).__name__}: {exc})")
+
+
+class _ParquetReader:
+    """Reads one row's image bytes, keeping the last few row groups' image columns in memory (img2dataset writes
+    row groups of 100 rows, so a chunk of rows costs one read per group). Thread-safe."""
+
+    GROUPS_KEPT = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: OrderedDict[str, tuple[float, Any, list[int], tuple[str, bool]]] = OrderedDict()
+        self._groups: OrderedDict[tuple[str, float, int], list[bytes | None]] = OrderedDict()
+
+    def _file(self, path: str) -> tuple[float, Any, list[int], tuple[str, bool]]:
+        import pyarrow.parquet as pq
+
+        mtime = os.stat(path).st_mtime
+        known = self._files.get(path)
+        if known is not None and known[0] == mtime:
+            return known
+        pf = pq.ParquetFile(path)
+        image = _parquet_image_column(pf.schema_arrow)
+        if image is None:
+            raise MissingImageError(f"{display_name(path)} has no image column")
+        starts, total = [], 0
+        for group in range(pf.num_row_groups):
+            starts.append(total)
+            total += pf.metadata.row_group(group).num_rows
+        starts.append(total)
+        self._files[path] = (mtime, pf, starts, image)
+        while len(self._files) > self.GROUPS_KEPT:
+            self._files.popitem(last=False)
+        return self._files[path]
+
+    def read(self, path: str, row: int) -> bytes:
+        import bisect
+
+        with self._lock:
+            try:
+                mtime, pf, starts, (column, is_struct) = self._file(path)
+                if not 0 <= row < starts[-1]:
+                    raise MissingImageError(f"row {row} is past the end of the parquet file ({starts[-1]} rows)")
+                group = bisect.bisect_right(starts, row) - 1
+                key = (path, mtime, group)
+                values = self._groups.get(key)
+                if values is None:
+                    values = pf.read_row_group(group, columns=[column]).column(0).to_pylist()
+                    if is_struct:
+                        values = [v.get("bytes") if isinstance(v, dict) else None for v in values]
+                    self._groups[key] = values
+                    while len(self._groups) > self.GROUPS_KEPT:
+                        self._groups.popitem(last=False)
+                value = values[row - starts[group]]
+            except (ValueError, TypeError, KeyError) as exc:  # pyarrow's errors for a damaged file
+                raise OSError(f"the parquet file cannot be read ({type(exc).__name__}: {exc})") from None
+        if not value:
+            raise MissingImageError("this parquet row holds no image bytes (a failed download?)")
+        return bytes(value)
+
+
+_parquet_reader = _ParquetReader()
+
+
+def read_source(path: str, member: str | None, offset: int | None, size: int | None) -> bytes:
+    """The bytes of one source: a file, a tar shard member (``size`` bytes at ``offset``), or a parquet row
+    (row number ``offset`` of the image column)."""
+    if member is not None and is_parquet(path):
+        return _parquet_reader.read(path, int(offset or 0))
+    return read_bytes(path, offset, size if member else None)
+
+
 def total_bytes(src: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -> int:
     """Bytes of the image files and shards under ``src`` (a quick pass for the progress bar's ETA)."""
     root = os.path.abspath(os.fspath(src))
@@ -269,7 +420,8 @@ def total_bytes(src: str | os.PathLike, exclude: list[str | os.PathLike] = ()) -
                     try:
                         if entry.is_dir(follow_symlinks=True):
                             stack.append(entry.path)
-                        elif _extension(entry.name) in IMAGE_EXTENSIONS or _extension(entry.name) == ".tar":
+                        elif _extension(entry.name) in IMAGE_EXTENSIONS or _extension(entry.name) in (".tar",
+                                                                                                     ".parquet"):
                             total += entry.stat(follow_symlinks=True).st_size
                     except OSError:
                         continue

@@ -2,9 +2,11 @@
 
 Layout of an index folder::
 
-    manifest.json       format version, index id, settings, feature definition, counts, library versions
+    manifest.json       format version, index id, role (training | reference), settings, feature definition,
+                        counts, content hash, library versions
     index.db            SQLite: items (one per unique sha256), sources (every file, duplicates included),
-                        skipped (file + reason), meta (schema version)
+                        skipped (file + reason), meta (schema version), and from schema 2 the caption
+                        tables written when a build finishes (captions.py: distinct captions with counts, FTS5)
     features.f16        N x D float16, row i = item id i + 1 (the compact feature, see features.py)
     pixels.u8           N x S x S x 3 uint8 canonical pixels at the comparison size (when stored)
     semantic.f16        N x E float16 L2-normalised CLIP image embeddings (when configured)
@@ -23,6 +25,7 @@ temporary name and renamed into place; the manifest says "complete" only after e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -39,7 +42,9 @@ from inspector.errors import UserError
 
 FORMAT = "inspector-training-index"
 FORMAT_VERSION = 1
-SCHEMA_VERSION = 1
+#: 2: caption tables (caption_counts, caption_search FTS5, caption_terms), written when a build finishes. A
+#: schema 1 index still opens (caption queries scan its captions); ``index build --resume`` upgrades it.
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 DATABASE = "index.db"
 FEATURES = "features.f16"
@@ -51,6 +56,13 @@ THUMBS = "thumbs"
 REPORT = "build_report.json"
 STATUS_BUILDING = "building"
 STATUS_COMPLETE = "complete"
+#: What an index holds: the model's training set, or a reference collection (an artist's portfolio, a stock
+#: library, a client's images). Manifests written before roles existed read as "training".
+ROLES = ("training", "reference")
+DEFAULT_ROLE = "training"
+#: How ``content_hash`` is computed (also written into the manifest, so the number can be checked by anyone).
+CONTENT_HASH_RULE = ("sha256 over the sha256 (lowercase hex) of every unique image's bytes, sorted, each followed "
+                     "by a newline")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +77,8 @@ CREATE TABLE IF NOT EXISTS items (
     licence TEXT,
     origin TEXT,                       -- e.g. the URL img2dataset downloaded it from
     duplicate_count INTEGER NOT NULL DEFAULT 1,
-    thumbnail TEXT NOT NULL            -- relative to the index folder
+    thumbnail TEXT NOT NULL,           -- relative to the index folder
+    caption_source TEXT                -- where the caption came from, e.g. "json sidecar", "file name"
 );
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -78,7 +91,8 @@ CREATE TABLE IF NOT EXISTS sources (
     size INTEGER NOT NULL,
     caption TEXT NOT NULL DEFAULT '',
     licence TEXT,
-    origin TEXT
+    origin TEXT,
+    caption_source TEXT
 );
 CREATE INDEX IF NOT EXISTS sources_item ON sources(item_id);
 CREATE TABLE IF NOT EXISTS skipped (
@@ -239,6 +253,7 @@ class ItemRow:
     licence: str | None
     origin: str | None
     thumbnail: str
+    caption_source: str | None = None
 
 
 @dataclass
@@ -255,6 +270,35 @@ class SourceRow:
     caption: str
     licence: str | None
     origin: str | None
+    caption_source: str | None = None
+
+
+def has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether ``table`` has ``column`` (indexes built before a column was added lack it)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def content_hash(conn: sqlite3.Connection) -> str:
+    """The index's content hash (see :data:`CONTENT_HASH_RULE`): equal for two indexes of the same images,
+    whatever their order, paths, duplicates or settings. Hex, 64 characters."""
+    h = hashlib.sha256()
+    for (sha,) in conn.execute("SELECT sha256 FROM items ORDER BY sha256"):
+        h.update(sha.encode("ascii") + b"\n")
+    return h.hexdigest()
+
+
+def identity(manifest: dict[str, Any], folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What names an index wherever it is shown: role, source folder or shards, images, build date and content
+    hash (plain JSON; ``content_hash`` is None for an index built before hashes were recorded)."""
+    return {
+        "index_id": manifest.get("index_id", ""),
+        "role": manifest.get("role") or DEFAULT_ROLE,
+        "source": manifest.get("source", ""),
+        "images": int((manifest.get("counts") or {}).get("unique_images", 0)),
+        "built": manifest.get("updated") or manifest.get("created") or "",
+        "content_hash": manifest.get("content_hash"),
+        "path": str(folder) if folder is not None else None,
+    }
 
 
 def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
@@ -277,6 +321,9 @@ class IndexStore:
         self.manifest = manifest
         self.conn = connect(self.folder / DATABASE)
         self.conn.executescript(_SCHEMA)
+        for table in ("items", "sources"):  # a build resumed in a folder made before captions had a source
+            if not has_column(self.conn, table, "caption_source"):
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN caption_source TEXT")
         self.conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                           (str(SCHEMA_VERSION),))
         size = int(manifest["comparison_size"])
@@ -374,14 +421,14 @@ class IndexStore:
         with self.transaction():
             self.conn.executemany(
                 "INSERT INTO items(id, sha256, source, caption, width, height, format, licence, origin, "
-                "duplicate_count, thumbnail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                "duplicate_count, thumbnail, caption_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 [(i.id, i.sha256, i.source, i.caption, i.width, i.height, i.format, i.licence, i.origin,
-                  i.thumbnail) for i in items])
+                  i.thumbnail, i.caption_source) for i in items])
             self.conn.executemany(
                 "INSERT OR IGNORE INTO sources(item_id, source, path, raw_path, member, offset, size, caption, "
-                "licence, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "licence, origin, caption_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(s.item_id, s.source, s.path, s.raw_path, s.member, s.offset, s.size, s.caption, s.licence,
-                  s.origin) for s in sources])
+                  s.origin, s.caption_source) for s in sources])
             self.conn.executemany("DELETE FROM skipped WHERE source = ?", [(s.source,) for s in sources])
             self.conn.executemany("INSERT OR REPLACE INTO skipped(source, kind, reason) VALUES (?, ?, ?)",
                                   skipped)
@@ -433,12 +480,16 @@ def new_manifest(
     feature: dict[str, Any],
     store_pixels: bool,
     semantic: dict[str, Any] | None,
+    role: str = DEFAULT_ROLE,
 ) -> dict[str, Any]:
     """The manifest a new build starts with (status "building" until it finishes)."""
+    if role not in ROLES:
+        raise TrainingIndexError(f"unknown index role {role!r}: use training or reference")
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "index_id": str(uuid.uuid4()),
+        "role": role,
         "status": STATUS_BUILDING,
         "created": now(),
         "updated": now(),
@@ -463,5 +514,7 @@ def new_manifest(
         "ranking": "FAISS candidates on the compact feature, then exact normalized l2 (Carlini et al.) on the "
                    "canonical pixels; neighbours are ordered by l2",
         "counts": {"unique_images": 0, "sources": 0, "skipped": 0},
+        "content_hash": None,
+        "content_hash_rule": CONTENT_HASH_RULE,
         "versions": library_versions(),
     }

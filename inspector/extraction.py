@@ -25,6 +25,9 @@ PAPER_GENERATIONS = 500
 CALIBRATED_THRESHOLD = 1.0
 #: Cosine similarity of CLIP embeddings above which a generation may show the same subject.
 SEMANTIC_THRESHOLD = 0.9
+#: A tiled l2 this close to the extraction threshold, on either side, is called borderline: a little blur,
+#: a crop or another comparison size moves a distance by about this much.
+BORDERLINE_MARGIN = 0.02
 
 
 # --- pairwise distances among one prompt's generations ----------------------------------------------------------
@@ -119,6 +122,29 @@ class Suggestion:
     evidence: dict = field(default_factory=dict)
 
 
+def threshold_margin(tiled_l2: float, threshold: float = EXTRACTION_THRESHOLD) -> tuple[float, bool]:
+    """How far a tiled l2 is from the extraction threshold, and whether that is close enough to call borderline.
+
+    Returns ``(margin, borderline)``: ``margin = threshold - tiled_l2`` (rounded to 1e-6; >= 0: at or under the
+    line, a near copy; < 0: above it), and ``borderline`` true when tiled l2 is in
+    (threshold - BORDERLINE_MARGIN, threshold + BORDERLINE_MARGIN], i.e. (0.13, 0.17] for the paper's 0.15.
+    """
+    margin = round(threshold - tiled_l2, 6)  # rounded so 0.15 - 0.13 is 0.02, not 0.0199999...
+    return margin, -BORDERLINE_MARGIN <= margin < BORDERLINE_MARGIN
+
+
+def borderline_words(margin: float, threshold: float = EXTRACTION_THRESHOLD) -> str:
+    """What a borderline margin means, in words a reviewer can act on."""
+    if margin == 0:
+        return (f"borderline: exactly on the {threshold:.2f} line, so a little blur, crop or another size could "
+                "put it above; compare the images yourself")
+    if margin > 0:
+        return (f"borderline: {margin:.3f} under the {threshold:.2f} line, so a little blur, crop or another "
+                "size could put it above; compare the images yourself")
+    return (f"borderline: just above the line (by {-margin:.3f} over {threshold:.2f}), so a slightly sharper "
+            "comparison could make it a near copy; compare the images yourself")
+
+
 def suggest_verdict(
     neighbours: Sequence[Neighbour],
     threshold: float = EXTRACTION_THRESHOLD,
@@ -131,20 +157,27 @@ def suggest_verdict(
     - likeness?: not that, but calibrated l2 is below 1 (far closer than the crowd of near neighbours), or a
       semantic embedder says the generation shows the same subject (similarity above its threshold);
     - novel: neither.
+
+    ``evidence`` holds ``margin`` (threshold minus the nearest tiled l2, signed) and ``borderline`` (within
+    BORDERLINE_MARGIN of the line, either side: :func:`threshold_margin`); a borderline reason says so.
     """
     if not neighbours:
         return Suggestion("novel", "no training images to compare with", {})
     best_tiled = min(neighbours, key=lambda nb: nb.tiled_l2)
     evidence = {"nearest_tiled_l2": best_tiled.tiled_l2, "nearest_item_id": best_tiled.item_id}
+    evidence["margin"], evidence["borderline"] = threshold_margin(best_tiled.tiled_l2, threshold)
+    borderline = f"; {borderline_words(evidence['margin'], threshold)}" if evidence["borderline"] else ""
     if best_tiled.tiled_l2 <= threshold:
         return Suggestion(
             "memorized",
-            f"near copy of a training image: tiled l2 {best_tiled.tiled_l2:.2f} is at most {threshold:.2f}"
+            f"near copy of a training image: tiled l2 {best_tiled.tiled_l2:.3f} is at most {threshold:.2f}"
             + (f"; that image occurs {best_tiled.duplicate_count} times in training"
-               if best_tiled.duplicate_count > 1 else ""),
+               if best_tiled.duplicate_count > 1 else "") + borderline,
             evidence,
         )
-    nearest = neighbours[0]
+    # Carlini et al.'s calibrated l2 is about the image nearest by l2 (the index always returns it among the
+    # four, which it orders by tiled l2): each neighbour's value is its own l2 over the same crowd.
+    nearest = min(neighbours, key=lambda nb: (nb.l2, nb.rank))
     cal = nearest.calibrated_l2
     if cal is not None:
         evidence["calibrated_l2"] = cal
@@ -152,7 +185,8 @@ def suggest_verdict(
         return Suggestion(
             "likeness?",
             f"no near copy (tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}), but the nearest image is far "
-            f"closer than the other near neighbours (calibrated l2 {cal:.2f} < {calibrated_threshold:.2f})",
+            f"closer than the other near neighbours (calibrated l2 {cal:.2f} < {calibrated_threshold:.2f})"
+            + borderline,
             evidence,
         )
     sims = [nb.semantic_similarity for nb in neighbours if nb.semantic_similarity is not None]
@@ -162,12 +196,12 @@ def suggest_verdict(
             return Suggestion(
                 "likeness?",
                 f"no near copy, but it looks like the same subject (similarity {max(sims):.2f} > "
-                f"{semantic_threshold:.2f})",
+                f"{semantic_threshold:.2f})" + borderline,
                 evidence,
             )
     return Suggestion(
         "novel",
         f"no training image is close: nearest tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}"
-        + (f", calibrated l2 {cal:.2f}" if cal is not None else ""),
+        + (f", calibrated l2 {cal:.2f}" if cal is not None else "") + borderline,
         evidence,
     )

@@ -21,15 +21,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image
 
 from inspector import __version__, heatmap, metrics
 from inspector.casebook import Casebook, model_identity
 from inspector.casebook.jsontext import dumps, jsonable
 from inspector.casebook.paths import is_casebook_file
+from inspector.casebook.store import verdict_neighbour
 from inspector.errors import UserError
+from inspector.extraction import BORDERLINE_MARGIN
 from inspector.findings import LABELS, UNLABELED, Finding, LabelEvent, Neighbour
-from inspector.images import canonical
+from inspector.images import as_uint8, canonical
 
 FORMATS = ("html", "csv", "json")
 
@@ -170,6 +173,8 @@ def _neighbour_record(n: Neighbour) -> dict[str, Any]:
     data = n.as_dict()
     thumb = data.pop("thumbnail_png")
     data["thumbnail_sha256"] = _sha256(thumb) if thumb else None
+    pixels = data.pop("pixels_png")
+    data["pixels_sha256"] = _sha256(pixels) if pixels else None
     return data
 
 
@@ -212,7 +217,8 @@ def write_json(casebook: Casebook, stream: IO[str]) -> int:
 CSV_COLUMNS = (
     "id", "label", "reviewer", "notes", "suggested_verdict", "suggestion_reason", "prompt", "negative_prompt",
     "seed", "model_id", "model_sha256", "nearest_tiled_l2", "nearest_l2", "nearest_ssim", "nearest_calibrated_l2",
-    "nearest_source", "nearest_caption", "nearest_duplicate_count", "image_sha256", "created_at", "updated_at",
+    "nearest_source", "nearest_caption", "nearest_duplicate_count", "comparison_size", "image_sha256", "created_at",
+    "updated_at",
     "provenance",
 )
 
@@ -232,7 +238,7 @@ def write_csv(casebook: Casebook, stream: IO[str]) -> int:
     writer.writerow(CSV_COLUMNS)
     n = 0
     for f in _all_findings(casebook):
-        nearest = f.neighbours[0] if f.neighbours else None
+        nearest = verdict_neighbour(f.neighbours)  # the distance the verdict used, whatever the ranks say
         model_id, model_sha = model_identity(f.provenance)
         row = {
             "id": f.id, "label": f.label, "reviewer": f.reviewer, "notes": f.notes,
@@ -246,6 +252,7 @@ def write_csv(casebook: Casebook, stream: IO[str]) -> int:
             "nearest_source": nearest.source if nearest else None,
             "nearest_caption": nearest.caption if nearest else None,
             "nearest_duplicate_count": nearest.duplicate_count if nearest else None,
+            "comparison_size": nearest.comparison_size if nearest else None,
             "image_sha256": f.image_sha256, "created_at": f.created_at, "updated_at": f.updated_at,
             "provenance": dumps(f.provenance),
         }
@@ -295,17 +302,37 @@ def _open(png: bytes) -> Image.Image:
         return im.copy()
 
 
-def heatmap_pictures(generation_png: bytes, neighbour_png: bytes, tile_grid: bool = False) -> tuple[bytes, bytes | None]:
-    """The pixel-difference heatmap of a generation against a neighbour's stored thumbnail (as PNG), and with
-    ``tile_grid`` also the 4 x 4 tile-l2 picture. Both are computed at the thumbnail's size (at most
-    :data:`HEATMAP_SIDE` pixels), so their numbers are close to, not equal to, the stored distances."""
-    thumb = _open(neighbour_png)
-    side = max(8, min(HEATMAP_SIDE, *thumb.size))
-    a = canonical(_open(generation_png), side)
-    b = canonical(thumb, side)
+def comparison_arrays(generation_png: bytes, n: Neighbour) -> tuple[np.ndarray, np.ndarray] | None:
+    """The generation and the training image exactly as their distances were computed: two uint8 arrays of
+    ``n.comparison_size`` px (the generation's canonical form, made again from its stored PNG the way the index
+    made it; the neighbour's compared pixels as the casebook keeps them). None for a neighbour recorded without
+    its compared pixels (casebooks before version 2)."""
+    train = n.comparison_pixels()
+    if train is None:
+        return None
+    return as_uint8(canonical(_open(generation_png), int(train.shape[0]))), train
+
+
+def heatmap_pictures(generation_png: bytes, n: Neighbour, tile_grid: bool = False) -> tuple[bytes, bytes | None, bool]:
+    """The pixel-difference heatmap of a generation against a neighbour (as PNG), with ``tile_grid`` also the
+    4 x 4 tile-l2 picture, and whether they are exact.
+
+    Exact (the usual case): computed from :func:`comparison_arrays`, the two arrays the stored distances came
+    from, so the tile numbers are the stored tiled l2's tiles. Findings recorded before the compared pixels
+    were kept fall back to the stored thumbnail (at most :data:`HEATMAP_SIDE` px): close to, not equal to, the
+    stored distances, and the report says so."""
+    arrays = comparison_arrays(generation_png, n)
+    exact = arrays is not None
+    if arrays is None:
+        if not n.thumbnail_png:
+            raise ValueError("neither the compared pixels nor a thumbnail of this training image were stored")
+        thumb = _open(n.thumbnail_png)
+        side = max(8, min(HEATMAP_SIDE, *thumb.size))
+        arrays = canonical(_open(generation_png), side), canonical(thumb, side)
+    a, b = arrays
     diff = heatmap.overlay(b, metrics.pixel_difference_map(a, b), vmax=HEATMAP_VMAX)
-    tiles = _png(heatmap.tile_grid_picture(a, b, max(side, 128))) if tile_grid else None
-    return _png(diff), tiles
+    tiles = _png(heatmap.tile_grid_picture(a, b, max(int(a.shape[0]), 128))) if tile_grid else None
+    return _png(diff), tiles, exact
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -327,6 +354,8 @@ def _format_value(value: Any) -> str:
 
 def _distance_words(n: Neighbour) -> list[str]:
     lines = [metrics.describe_tiled_l2(n.tiled_l2) if n.tiled_l2 is not None else "tiled l2 not recorded"]
+    if n.comparison_size is not None:
+        lines.append(f"compared at {n.comparison_size} x {n.comparison_size} px")
     if n.l2 is not None:
         lines.append(f"l2 {n.l2:.3f} (0 = identical)")
     if n.ssim is not None:
@@ -340,18 +369,25 @@ def _distance_words(n: Neighbour) -> list[str]:
     return lines
 
 
-def _neighbour_html(f: Finding, n: Neighbour) -> str:
+def _neighbour_html(f: Finding, n: Neighbour, verdict: Neighbour | None = None) -> str:
     copies = "once" if n.duplicate_count == 1 else f"{n.duplicate_count} times"
     words = "".join(f"<br>{esc(line)}" for line in _distance_words(n))
-    parts = [f'<figure class="neighbour"><p class="caption"><b>Nearest {esc(n.rank)}</b></p>']
+    about = " (the suggestion is about this image)" if n is verdict else ""
+    parts = [f'<figure class="neighbour"><p class="caption"><b>Nearest {esc(n.rank)}</b>{about}</p>']
     if n.thumbnail_png:
         alt = f"training image {n.item_id}: {n.caption}"
         parts.append(f'<img src="{_data_uri(n.thumbnail_png)}" alt="{esc(alt)}">')
         try:
-            diff, tiles = heatmap_pictures(f.image_png, n.thumbnail_png, tile_grid=n.rank == 1)
+            diff, tiles, exact = heatmap_pictures(f.image_png, n, tile_grid=n is verdict)
         except (OSError, ValueError) as exc:  # a damaged image must not stop the report
             parts.append(f'<p class="problem">heatmap not available: {esc(exc)}</p>')
         else:
+            if exact:
+                parts.append(f'<p class="caption">Heatmaps at {esc(n.comparison_size)} x {esc(n.comparison_size)}'
+                             " px, from the two images the distances came from.</p>")
+            else:
+                parts.append('<p class="caption muted">Heatmaps drawn from thumbnails (this finding was recorded'
+                             " before the compared pixels were kept): close to, not equal to, the distances.</p>")
             parts.append('<p class="caption">Where they differ (dark blue = same, yellow = different):</p>')
             parts.append(f'<img src="{_data_uri(diff)}" alt="pixel difference heatmap against nearest {esc(n.rank)}">')
             if tiles:
@@ -385,6 +421,17 @@ def _history_html(history: list[LabelEvent]) -> str:
             "<th>note</th><th>hash</th></tr>" + "".join(rows) + "</table>")
 
 
+def _margin_html(metrics: Mapping[str, Any]) -> str:
+    """The suggestion's margin (threshold minus the nearest tiled l2, signed) in words; borderline stands out."""
+    margin = float(metrics["margin"])
+    side = "at or under the line: a near copy" if margin >= 0 else "above the line: not a near copy"
+    text = f"{margin:+.3f} (the threshold minus the nearest tiled l2; {side})"
+    if metrics.get("borderline"):
+        text = (f"<strong>Borderline</strong>: {text}, within {BORDERLINE_MARGIN:.2f} of the line, where a little "
+                "blur or a crop can move a distance across it. Compare the images before relying on the suggestion.")
+    return text
+
+
 def finding_html(f: Finding, history: list[LabelEvent]) -> str:
     """One finding as an HTML ``<section>``: label, suggestion, prompt, the generation beside its nearest
     training images with distances in words and heatmaps, the label history and the provenance."""
@@ -401,17 +448,22 @@ def finding_html(f: Finding, history: list[LabelEvent]) -> str:
         ("Recorded", esc(f.created_at)),
         ("Generation sha256", f'<span class="hash">{esc(f.image_sha256)}</span>'),
     ]
+    if isinstance(f.metrics.get("margin"), int | float):
+        facts.insert(4, ("Distance to the extraction line", _margin_html(f.metrics)))
     provenance = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_format_value(v))}</td></tr>"
                          for k, v in _flatten(f.provenance))
+    verdict = verdict_neighbour(f.neighbours)
     return "".join([
         f'<section class="finding" id="finding-{esc(f.id)}">',
         f'<h2>Finding {esc(f.id)}: <span class="label">{esc(LABEL_WORDS.get(f.label, f.label))}</span></h2>',
         "<table>", "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts), "</table>",
         "<h3>The generation and its nearest training images</h3>",
+        '<p class="muted">Ordered by tiled l2, nearest first: nearest 1 is the image the suggestion is about.</p>',
         '<div class="row"><figure class="generation">',
         f'<img src="{_data_uri(f.image_png)}" alt="generation of finding {esc(f.id)}">',
         f"<figcaption><b>Generation</b> (seed {esc(f.seed)})</figcaption></figure>",
-        "".join(_neighbour_html(f, n) for n in f.neighbours) or '<p class="muted">(no neighbours recorded)</p>',
+        "".join(_neighbour_html(f, n, verdict) for n in f.neighbours)
+        or '<p class="muted">(no neighbours recorded)</p>',
         "</div>",
         "<h3>Label history</h3>", _history_html(history),
         "<details><summary><b>Provenance</b> (how to regenerate this image)</summary>",
@@ -454,8 +506,10 @@ def write_html(casebook: Casebook, stream: IO[str], title: str | None = None) ->
         "<h3>How to read this report</h3><p>Each finding is one generated image beside the four most similar"
         " images of the training set. Distances follow Carlini et al. 2023: <b>tiled l2</b> is the largest"
         " pixel distance over a 4 x 4 grid of tiles, from 0 (identical) to 1; at "
-        f"{metrics.EXTRACTION_THRESHOLD:.2f} or less the generation is a near copy. The heatmaps show where the"
-        " generation and a training image differ, pixel by pixel:</p>"
+        f"{metrics.EXTRACTION_THRESHOLD:.2f} or less the generation is a near copy. Both images are compared at"
+        " one square size, the smaller of the generation's and the index's, never enlarged (each neighbour states"
+        " it); the four nearest are ordered by tiled l2. The heatmaps show where the generation and a training"
+        " image differ, pixel by pixel, computed from the same two images as the distances:</p>"
         f'<img src="{_legend_uri()}" alt="colour scale: dark blue means the same, yellow means different">'
         "<p>The label is a person's judgement; the suggestion is the inspector's. Each label change is kept in"
         " the label history, chained by hashes so that later changes are detectable.</p></section>\n"
@@ -474,4 +528,4 @@ def write_html(casebook: Casebook, stream: IO[str], title: str | None = None) ->
 
 
 __all__ = ["FORMATS", "export", "write_csv", "write_html", "write_json", "finding_html", "finding_record",
-           "heatmap_pictures", "esc", "atomic_text_file"]
+           "heatmap_pictures", "comparison_arrays", "esc", "atomic_text_file"]

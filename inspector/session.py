@@ -63,13 +63,27 @@ class Inspected:
 
     @property
     def nearest_tiled_l2(self) -> float | None:
+        """The distance the suggested verdict is about: the smallest tiled l2 of the neighbours (rank 1's, as
+        the index orders them), in [0, 1]; 0.0 is an exact copy. None when there are no neighbours."""
         return min((nb.tiled_l2 for nb in self.neighbours), default=None)
+
+    @property
+    def comparison_size(self) -> int | None:
+        """Side in pixels of the square the distances were computed at (None without neighbours)."""
+        return self.neighbours[0].comparison_size if self.neighbours else None
 
     def tooltip(self) -> str:
         lines = [f"seed {self.seed}", f"suggested: {self.suggestion.verdict} — {self.suggestion.reason}"]
         if self.label != UNLABELED:
             lines.append(f"your label: {self.label}")
         return "\n".join(lines)
+
+
+def strip_value(item: Inspected) -> float:
+    """The nearest tiled l2 as the distance strip places it: 0.0 stays 0.0 (an exact copy); a generation with no
+    neighbours sits at 1.0, the far end."""
+    d = item.nearest_tiled_l2
+    return 1.0 if d is None else d
 
 
 @dataclass
@@ -84,8 +98,12 @@ class PromptSummary:
     wen_tokens: list[tuple[str, float]] | None = None
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)
+    #: prompt_words.PromptWords: words the model cannot read, words in no caption, best-matching captions
+    words: Any = None
 
     def as_dict(self) -> dict[str, Any]:
+        from inspector.prompt_words import PromptWords
+
         return {
             "prompt": self.prompt,
             "n": self.n,
@@ -98,6 +116,7 @@ class PromptSummary:
             "wen_tokens": self.wen_tokens,
             "cancelled": self.cancelled,
             "notes": self.notes,
+            **(self.words or PromptWords()).as_dict(),
         }
 
 
@@ -175,6 +194,30 @@ def inspect_prompt(
     ``progress`` receives dicts: ``{"stage": "loading model" | "loading index" | "sampling" | "cliques" | "wen",
     "done": images done, "n": n, "step": step, "steps": steps, "eta": seconds or None}``.
     """
+    items: list[Inspected] = []
+    for item in inspect_generations(model_source, index_source, request, cancel=cancel, progress=progress):
+        items.append(item)
+        yield item
+    cancelled = bool(cancel is not None and cancel.is_set())
+    yield summarize_prompt(model_source, request, items, cancelled=cancelled, progress=progress,
+                           index_source=index_source)
+
+
+def inspect_generations(
+    model_source: str,
+    index_source: str,
+    request: InspectRequest,
+    *,
+    seeds: list[int] | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> Iterator[Inspected]:
+    """The generations of :func:`inspect_prompt` without the prompt-level summary.
+
+    ``seeds``: only these seeds of the request (each in ``request.seed .. request.seed + n - 1``), for a scan
+    that resumes; an image depends on its seed alone, so it is the same image the whole request would make, at
+    the same ``position`` (``seed - request.seed``).
+    """
     from inspector.generation import GenerationRequest, generate
 
     if not request.prompt.strip():
@@ -183,27 +226,49 @@ def inspect_prompt(
     report({"stage": "loading model", "done": 0, "n": request.n})
     model = MODELS.get(model_source)
     report({"stage": "loading index", "done": 0, "n": request.n})
-    index = INDEXES.get(index_source, progress=report)
+    INDEXES.get(index_source, progress=report)  # loaded (or built) now, so the first image waits for nothing
     gen_request = GenerationRequest(
         prompt=request.prompt, negative_prompt=request.negative_prompt, n=request.n, seed=request.seed,
-        steps=request.steps, guidance=request.guidance, batch_size=request.batch_size,
+        seeds=seeds, steps=request.steps, guidance=request.guidance, batch_size=request.batch_size,
     )
 
     def on_step(done: int, n: int, step: int, steps: int, eta: float | None) -> None:
         report({"stage": "sampling", "done": done, "n": n, "step": step, "steps": steps, "eta": eta})
 
-    items: list[Inspected] = []
     for generated in generate(model, gen_request, progress=on_step, cancel=cancel):
-        image = _to_array(generated.image)
-        neighbours = index.query([image], k=request.k)[0]
-        items.append(Inspected(
-            position=generated.index, seed=generated.seed, image=image, png=generated.png,
-            provenance=generated.provenance, neighbours=neighbours, suggestion=suggest_verdict(neighbours),
-        ))
-        yield items[-1]
-    cancelled = bool(cancel is not None and cancel.is_set())
-    summary = PromptSummary(prompt=request.prompt, n=len(items), nearest=[i.nearest_tiled_l2 or 1.0 for i in items],
+        position = generated.index if seeds is None else generated.seed - request.seed
+        yield inspect_image(index_source, request, position, generated.seed, _to_array(generated.image),
+                            generated.png, generated.provenance)
+
+
+def inspect_image(index_source: str, request: InspectRequest, position: int, seed: int, image: np.ndarray,
+                  png: bytes, provenance: dict[str, Any]) -> Inspected:
+    """One generation (``image``: H x W x 3 uint8, ``png`` its file) with its ``request.k`` nearest training
+    images and suggested verdict; also used to bring back a generation a scan recorded before a kill."""
+    index = INDEXES.get(index_source)
+    neighbours = index.query([image], k=request.k)[0]
+    return Inspected(position=position, seed=seed, image=image, png=png, provenance=provenance,
+                     neighbours=neighbours, suggestion=suggest_verdict(neighbours))
+
+
+def summarize_prompt(
+    model_source: str,
+    request: InspectRequest,
+    items: list[Inspected],
+    *,
+    cancelled: bool = False,
+    progress: Callable[[dict], None] | None = None,
+    index_source: str | None = None,
+) -> PromptSummary:
+    """The prompt as a whole over ``items`` (in position order): the words the model cannot read and, with
+    ``index_source``, how the prompt matches the index's captions (:func:`prompt_word_facts`); the largest
+    near-identical clique (marking its members ``in_clique``) and, unless cancelled or ``request.wen`` is off,
+    the Wen score."""
+    report = progress or (lambda _info: None)
+    summary = PromptSummary(prompt=request.prompt, n=len(items), nearest=[strip_value(i) for i in items],
                             clique=None, cancelled=cancelled)
+    summary.words = prompt_word_facts(model_source, index_source, request.prompt)
+    summary.notes.extend(summary.words.notes())
     if len(items) >= 2:
         report({"stage": "cliques", "done": len(items), "n": request.n})
         summary.clique = largest_clique(pairwise_tiled_l2(np.stack([i.image for i in items])),
@@ -212,14 +277,33 @@ def inspect_prompt(
             items[k].in_clique = True
     if request.wen and not cancelled:
         report({"stage": "wen", "done": len(items), "n": request.n})
-        summary.wen_score, summary.wen_tokens, note = prompt_wen_score(model, request)
+        summary.wen_score, summary.wen_tokens, note = prompt_wen_score(MODELS.get(model_source), request)
         if note:
             summary.notes.append(note)
-    yield summary
+    return summary
+
+
+def prompt_word_facts(model_source: str, index_source: str | None, prompt: str) -> Any:
+    """:class:`inspector.prompt_words.PromptWords` for ``prompt``: the loaded model's tokenizers and, with
+    ``index_source``, the index's captions (both already loaded by the inspection; a failing caption search
+    becomes a note, never a lost inspection)."""
+    import sqlite3
+
+    from inspector.prompt_words import check_words
+    from inspector.vocabulary import pipeline_tokenizers
+
+    tokenizers = pipeline_tokenizers(MODELS.get(model_source).pipeline)
+    index = INDEXES.get(index_source) if index_source is not None else None
+    try:
+        return check_words(tokenizers, index, prompt)
+    except sqlite3.Error as exc:
+        words = check_words(tokenizers, None, prompt)
+        words.caption_note = f"the captions in the index could not be searched ({exc})"
+        return words
 
 
 def prompt_wen_score(model, request: InspectRequest) -> tuple[float | None, list | None, str]:
-    """Wen et al.'s score for the prompt, with per-token attribution; (None, None, why) when not available."""
+    """Wen et al.'s score for the prompt, with per-word attribution; (None, None, why) when not available."""
     from inspector.wen import WenUnsupported, wen_score
 
     try:
@@ -254,11 +338,22 @@ def finding_from(item: Inspected, summary: PromptSummary | None = None) -> Findi
     )
 
 
-def neighbour_views(index_source: str, item: Inspected, side: int = 150) -> list[dict[str, np.ndarray]]:
-    """For each neighbour: the training image and its three heatmaps against the generation, as pictures."""
-    from inspector.heatmap import heatmap_views
-    from inspector.images import canonical
+def comparison_arrays(index_source: str, item: Inspected, nb: Neighbour) -> tuple[np.ndarray, np.ndarray]:
+    """The generation and the training image exactly as their distances were computed: two uint8 arrays of
+    ``nb.comparison_size`` px (the neighbour's own pixels; the index's, reduced the same way, for a neighbour
+    that does not carry them)."""
+    from inspector.images import as_uint8, canonical
 
-    index = INDEXES.get(index_source)
-    gen = canonical(item.image, index.comparison_size)
-    return [heatmap_views(gen, index.canonical_image(nb.item_id), side) for nb in item.neighbours]
+    size = nb.comparison_size or min(min(item.image.shape[:2]), INDEXES.get(index_source).comparison_size)
+    train = nb.comparison_pixels()
+    if train is None:
+        train = INDEXES.get(index_source).pixels_at([nb.item_id], size)[0]
+    return as_uint8(canonical(item.image, size)), train
+
+
+def neighbour_views(index_source: str, item: Inspected, side: int = 150) -> list[dict[str, np.ndarray]]:
+    """For each neighbour: the training image and its three heatmaps against the generation, as pictures,
+    drawn from exactly the two arrays its distances came from (at its comparison size)."""
+    from inspector.heatmap import heatmap_views
+
+    return [heatmap_views(*comparison_arrays(index_source, item, nb), side) for nb in item.neighbours]

@@ -143,9 +143,45 @@ def _v1_initial_schema(db: sqlite_utils.Database) -> None:
     )
 
 
+#: SQL that picks the neighbour a finding's verdict is about: the smallest tiled l2 (ties by l2, then rank).
+VERDICT_NEIGHBOUR_SQL = ("SELECT {column} FROM neighbours WHERE finding_id = {finding} AND tiled_l2 IS NOT NULL"
+                         " ORDER BY tiled_l2, l2, rank LIMIT 1")
+
+
+def _v2_comparison_size(db: sqlite_utils.Database) -> None:
+    # Each neighbour keeps the size its distances were computed at and the training pixels exactly as compared
+    # (lossless PNG), so that a report draws heatmaps from the arrays the numbers came from. Findings recorded
+    # before read as NULL: the size was the index's comparison size then, not recorded.
+    db.executescript("""
+        ALTER TABLE neighbours ADD COLUMN comparison_size INTEGER;
+        ALTER TABLE neighbours ADD COLUMN pixels_sha256 TEXT;
+        ALTER TABLE neighbours ADD COLUMN pixels_png BLOB;
+    """)
+    # A finding's summary distance is the one its verdict used (the smallest tiled l2), not rank 1's: before
+    # this version the neighbours were ordered by l2, so rank 1 could be another image.
+    tiled = VERDICT_NEIGHBOUR_SQL.format(column="tiled_l2", finding="findings.id")
+    l2 = VERDICT_NEIGHBOUR_SQL.format(column="l2", finding="findings.id")
+    db.execute(f"UPDATE findings SET nearest_tiled_l2 = ({tiled}), nearest_l2 = ({l2})"
+               " WHERE EXISTS (SELECT 1 FROM neighbours WHERE finding_id = findings.id AND tiled_l2 IS NOT NULL)")
+    verdict_id = VERDICT_NEIGHBOUR_SQL.format(column="id", finding="f.id")
+    db.executescript(f"""
+        DROP VIEW IF EXISTS findings_overview;
+        CREATE VIEW findings_overview AS
+            SELECT f.id, f.label, f.suggested_verdict, f.prompt, f.seed,
+                   f.thumbnail_png AS generation, n.thumbnail_png AS nearest,
+                   n.tiled_l2 AS nearest_tiled_l2, n.comparison_size AS comparison_size,
+                   n.caption AS nearest_caption, n.source AS nearest_source,
+                   f.reviewer, f.notes, f.model_id, f.updated_at
+            FROM findings AS f
+            LEFT JOIN neighbours AS n ON n.id = ({verdict_id});
+    """)
+
+
 #: Every migration, oldest first; version n brings the schema from n - 1 to n. Never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "findings, neighbours, append-only label events, full-text search", _v1_initial_schema),
+    Migration(2, "neighbours keep their comparison size and compared pixels; summaries quote the verdict's "
+                 "neighbour", _v2_comparison_size),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -51,6 +51,7 @@ _SUMMARY_COLUMNS = (
 _NEIGHBOUR_COLUMNS = (
     "rank", "item_id", "source", "caption", "duplicate_count", "l2", "tiled_l2", "ssim", "calibrated_l2",
     "index_id", "thumbnail_path", "image_sha256", "licence", "semantic_similarity", "thumbnail_png",
+    "comparison_size", "pixels_png",
 )
 _EVENT_COLUMNS = (
     "id", "finding_id", "action", "label", "previous_label", "reviewer", "note", "created_at", "image_sha256",
@@ -392,7 +393,7 @@ class Casebook:
         image = bytes(finding.image_png)
         thumbnail, width, height = make_thumbnail(image)
         model_id, model_sha = model_identity(finding.provenance or {})
-        nearest = min(finding.neighbours, key=lambda n: n.rank) if finding.neighbours else None
+        nearest = verdict_neighbour(finding.neighbours)
         row = {
             "created_at": "",
             "updated_at": "",
@@ -435,6 +436,7 @@ class Casebook:
             except OSError as exc:
                 logger.warning("cannot read the thumbnail %s of neighbour %s (%s); stored without it",
                                path, n.rank, exc.strerror or exc)
+        pixels = pixels_png(n)
         return {
             "finding_id": None,
             "rank": int(n.rank),
@@ -453,6 +455,9 @@ class Casebook:
             "thumbnail_path": n.thumbnail,
             "thumbnail_sha256": sha256_hex(thumb) if thumb is not None else None,
             "thumbnail_png": thumb,
+            "comparison_size": None if n.comparison_size is None else int(n.comparison_size),
+            "pixels_sha256": sha256_hex(pixels) if pixels is not None else None,
+            "pixels_png": pixels,
         }
 
     # --- labeling -----------------------------------------------------------------------------------------
@@ -722,6 +727,32 @@ def _create_file(path: Path) -> None:
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)
+
+
+def verdict_neighbour(neighbours: Sequence[Neighbour]) -> Neighbour | None:
+    """The neighbour a finding's verdict is about: the smallest tiled l2 (ties by l2, then rank), which is rank 1
+    when the neighbours are ordered by tiled l2 as the index orders them; None without neighbours."""
+    def key(n: Neighbour) -> tuple:
+        tiled, l2 = _real(n.tiled_l2), _real(n.l2)  # 0.0 is an exact copy: compared with None, not truthiness
+        return (tiled is None, 0.0 if tiled is None else tiled, l2 is None, 0.0 if l2 is None else l2, n.rank)
+
+    return min(neighbours, key=key) if neighbours else None
+
+
+def pixels_png(n: Neighbour) -> bytes | None:
+    """The neighbour's compared pixels as lossless PNG (``pixels_png`` as given, else ``pixels`` encoded)."""
+    if n.pixels_png:
+        return bytes(n.pixels_png)
+    if n.pixels is None:
+        return None
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(n.pixels, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def _real(value: float | None) -> float | None:

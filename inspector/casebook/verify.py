@@ -122,13 +122,16 @@ def _check_images(conn: sqlite3.Connection, report: VerifyReport) -> dict[int, s
             report.images_checked += 1
             if _sha256(thumb) != thumb_sha:
                 report.problems.append(Problem(finding_id, "the generation thumbnail does not match its sha256"))
-    rows = conn.execute("SELECT finding_id, rank, thumbnail_sha256, thumbnail_png FROM neighbours")
-    for finding_id, rank, thumb_sha, thumb in rows:
-        if thumb is None and thumb_sha is None:
-            continue
-        report.images_checked += 1
-        if _sha256(thumb) != thumb_sha:
-            report.problems.append(Problem(finding_id, f"the thumbnail of neighbour {rank} does not match its sha256"))
+    rows = conn.execute("SELECT finding_id, rank, thumbnail_sha256, thumbnail_png, pixels_sha256, pixels_png"
+                        " FROM neighbours")
+    for finding_id, rank, thumb_sha, thumb, pixels_sha, pixels in rows:
+        for what, blob, sha in (("thumbnail", thumb, thumb_sha), ("compared pixels", pixels, pixels_sha)):
+            if blob is None and sha is None:
+                continue
+            report.images_checked += 1
+            if _sha256(blob) != sha:
+                report.problems.append(Problem(finding_id, f"the {what} of neighbour {rank} does not match its"
+                                                           " sha256"))
     return stored
 
 

@@ -55,13 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = isub.add_parser("query", help="the nearest indexed images of image files",
                         description="Find the k nearest indexed images (training or reference) of each IMAGE "
-                                    "(exact normalized l2 at the index's comparison size), with tiled l2, SSIM "
-                                    "and calibrated l2, each with its caption, source file and url.")
+                                    "by tiled l2, with l2, SSIM and calibrated l2, each with its caption, source "
+                                    "file and url; compared at the smaller of the image's size and the index's "
+                                    "comparison size (never enlarged).")
     q.add_argument("dir", type=Path, metavar="DIR")
     q.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     q.add_argument("--k", type=int, default=4, help="neighbours per image (default 4)")
-    q.add_argument("--rank-by", choices=("l2", "semantic"), default="l2",
-                   help="order by exact l2 (default) or by CLIP similarity (index built with --clip)")
+    q.add_argument("--rank-by", choices=("tiled-l2", "l2", "semantic"), default="tiled-l2",
+                   help="order by tiled l2 (default: the suggested verdict's metric), by l2 (Carlini et al.'s "
+                        "ranking) or by CLIP similarity (index built with --clip)")
     q.add_argument("--json", action="store_true",
                    help="print one JSON list on stdout: one object per IMAGE, in order, each with \"index\" "
                         "(the index searched) and \"neighbours\"")
@@ -217,13 +219,17 @@ def run_query(args: argparse.Namespace) -> int:
         results = index.query(list(args.images), k=args.k, rank_by=args.rank_by)
         identity = index.identity()
     if args.json:
-        print_json([{"image": str(image), "index": identity, "neighbours": [n.as_dict() for n in neighbours]}
+        print_json([{"image": str(image), "index": identity,
+                     "comparison_size": neighbours[0].comparison_size if neighbours else None,
+                     "neighbours": [{k: v for k, v in n.as_dict().items() if k not in ("thumbnail_png", "pixels_png")}
+                                    for n in neighbours]}
                     for image, neighbours in zip(args.images, results, strict=True)])
         return 0
     words = role_words(identity["role"])
     print(f"searched {describe_index(identity)}")
     for image, neighbours in zip(args.images, results, strict=True):
-        print(f"{image}: nearest {words.images}")
+        size = neighbours[0].comparison_size if neighbours else None
+        print(f"{image}: nearest {words.images} by {args.rank_by.replace('-', ' ')}, compared at {size} x {size} px")
         for n in neighbours:
             cal = "n/a" if n.calibrated_l2 is None else f"{n.calibrated_l2:.2f}"
             copies = f", {words.times(n.duplicate_count)}" if n.duplicate_count > 1 else ""

@@ -33,9 +33,14 @@ def _generation_dict(item, finding_id) -> dict:
         "seed": item.seed,
         "suggested_verdict": item.suggestion.verdict,
         "reason": item.suggestion.reason,
+        # signed distance to the extraction line (threshold - nearest tiled l2) and whether it is within 0.02
+        "margin": item.suggestion.evidence.get("margin"),
+        "borderline": item.suggestion.evidence.get("borderline"),
         "in_clique": item.in_clique,
         "finding_id": finding_id,
-        "neighbours": [{k: v for k, v in nb.as_dict().items() if k != "thumbnail_png"} for nb in item.neighbours],
+        "comparison_size": item.comparison_size,
+        "neighbours": [{k: v for k, v in nb.as_dict().items() if k not in ("thumbnail_png", "pixels_png")}
+                       for nb in item.neighbours],
     }
 
 
@@ -75,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"prompt “{args.prompt}”: {len(items)} generations")
     for item, fid in zip(items, ids, strict=True):
-        nb = item.neighbours[0] if item.neighbours else None
-        near = f"nearest tiled l2 {min(n.tiled_l2 for n in item.neighbours):.3f} (“{nb.caption}”, " \
+        nb = min(item.neighbours, key=lambda n: n.tiled_l2) if item.neighbours else None  # the verdict's image
+        near = f"nearest tiled l2 {nb.tiled_l2:.3f} at {nb.comparison_size} px (“{nb.caption}”, " \
                f"{nb.duplicate_count}x in training)" if nb else "no neighbours"
         flag = " [clique]" if item.in_clique else ""
         rec = f" finding #{fid}" if fid else ""

@@ -15,6 +15,7 @@ import numpy as np
 from inspector.findings import Neighbour
 from inspector.images import as_float
 from inspector.metrics import EXTRACTION_THRESHOLD
+from inspector.roles import role_of, role_words
 
 #: Carlini et al. connect two generations when their tiled l2 is below this (configurable).
 CLIQUE_EDGE_THRESHOLD = 0.1
@@ -150,8 +151,12 @@ def suggest_verdict(
     threshold: float = EXTRACTION_THRESHOLD,
     calibrated_threshold: float = CALIBRATED_THRESHOLD,
     semantic_threshold: float = SEMANTIC_THRESHOLD,
+    role: str | None = None,
 ) -> Suggestion:
     """The one place that suggests a verdict (README, "How a verdict is suggested").
+
+    The reason's words follow the index's role (``role``, else the neighbours' ``index_role``): "a training
+    image" for the model's training set, "a reference image" for a reference collection.
 
     - memorized: the nearest training image's tiled l2 is at most 0.15 (Carlini et al.'s extraction bar);
     - likeness?: not that, but calibrated l2 is below 1 (far closer than the crowd of near neighbours), or a
@@ -161,8 +166,9 @@ def suggest_verdict(
     ``evidence`` holds ``margin`` (threshold minus the nearest tiled l2, signed) and ``borderline`` (within
     BORDERLINE_MARGIN of the line, either side: :func:`threshold_margin`); a borderline reason says so.
     """
+    words = role_words(role or role_of(neighbours))
     if not neighbours:
-        return Suggestion("novel", "no training images to compare with", {})
+        return Suggestion("novel", f"no {words.images} to compare with", {})
     best_tiled = min(neighbours, key=lambda nb: nb.tiled_l2)
     evidence = {"nearest_tiled_l2": best_tiled.tiled_l2, "nearest_item_id": best_tiled.item_id}
     evidence["margin"], evidence["borderline"] = threshold_margin(best_tiled.tiled_l2, threshold)
@@ -170,8 +176,8 @@ def suggest_verdict(
     if best_tiled.tiled_l2 <= threshold:
         return Suggestion(
             "memorized",
-            f"near copy of a training image: tiled l2 {best_tiled.tiled_l2:.3f} is at most {threshold:.2f}"
-            + (f"; that image occurs {best_tiled.duplicate_count} times in training"
+            f"near copy of {words.a_image}: tiled l2 {best_tiled.tiled_l2:.3f} is at most {threshold:.2f}"
+            + (f"; that image {words.occurs(best_tiled.duplicate_count)}"
                if best_tiled.duplicate_count > 1 else "") + borderline,
             evidence,
         )
@@ -201,7 +207,7 @@ def suggest_verdict(
             )
     return Suggestion(
         "novel",
-        f"no training image is close: nearest tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}"
+        f"no {words.image} is close: nearest tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}"
         + (f", calibrated l2 {cal:.2f}" if cal is not None else "") + borderline,
         evidence,
     )

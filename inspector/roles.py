@@ -40,6 +40,11 @@ class RoleWords:
             return f"found {'once' if n == 1 else f'{n} times'} {self.within}"
         return f"occurs {'once' if n == 1 else f'{n} times'} {self.within}"
 
+    def occurs(self, n: int) -> str:
+        """The same as a verb phrase after "that image": "occurs 3 times in training", "is found 3 times in your
+        collection"."""
+        return ("is " if self.role == REFERENCE else "") + self.times(n)
+
     def count(self, n: int) -> str:
         """Short count for a card: "in training: 3 times" / "in your collection: once"."""
         return f"{self.within}: {'once' if n == 1 else f'{n} times'}"

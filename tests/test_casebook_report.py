@@ -125,3 +125,34 @@ def test_an_empty_casebook_exports_cleanly(tmp_path):
         for fmt in report.FORMATS:
             assert report.export(b, tmp_path / f"empty.{fmt}", fmt) == 0
     assert json.loads((tmp_path / "empty.json").read_text())["findings"] == []
+
+
+def test_a_borderline_suggestion_is_called_borderline_with_its_margin_in_the_json_export_and_the_report(tmp_path):
+    import numpy as np
+
+    from inspector.extraction import suggest_verdict
+    from inspector.session import Inspected, finding_from
+
+    with Casebook.open(tmp_path / "case.db") as b:
+        for tiled in (0.14, 0.16, 0.05):
+            made = make_finding(int(tiled * 100))
+            for n in made.neighbours:
+                n.tiled_l2 = tiled + 0.1 * (n.rank - 1)
+            item = Inspected(position=0, seed=made.seed, image=np.zeros((8, 8, 3), np.uint8), png=made.image_png,
+                             provenance=made.provenance, neighbours=made.neighbours,
+                             suggestion=suggest_verdict(made.neighbours))
+            b.record(finding_from(item))  # what the window, inspect and scan record
+        report.export(b, tmp_path / "r.json", "json")
+        report.export(b, tmp_path / "r.html", "html")
+    found = {f["seed"]: f for f in json.loads((tmp_path / "r.json").read_text())["findings"]}
+    assert found[14]["metrics"]["borderline"] is True and found[14]["metrics"]["margin"] == pytest.approx(0.01)
+    assert "borderline" in found[14]["suggestion_reason"]
+    assert found[16]["metrics"]["borderline"] is True and found[16]["metrics"]["margin"] == pytest.approx(-0.01)
+    assert "just above the line" in found[16]["suggestion_reason"]
+    assert found[5]["metrics"]["borderline"] is False and "borderline" not in found[5]["suggestion_reason"]
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    sections = {int(m.group(1)): m.group(0) for m in re.finditer(r'<section class="finding".*?Seed</th><td>(\d+)'
+                                                                  r'.*?</section>', page, re.S)}
+    assert "<strong>Borderline</strong>: +0.010" in sections[14]
+    assert "<strong>Borderline</strong>: -0.010" in sections[16] and "just above the line" in sections[16]
+    assert "Borderline" not in sections[5] and "+0.100" in sections[5]

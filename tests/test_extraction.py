@@ -79,6 +79,47 @@ def test_memorized_reason_names_the_duplicates():
     assert "200 times" in s.reason and "0.05" in s.reason
 
 
+@pytest.mark.parametrize(
+    "tiled, verdict, margin, borderline, words",
+    [
+        (0.14, "memorized", 0.01, True, "borderline: 0.010 under the 0.15 line"),
+        (0.15, "memorized", 0.0, True, "borderline: exactly on the 0.15 line"),
+        (0.10, "memorized", 0.05, False, None),
+        (0.13, "memorized", 0.02, False, None),  # 0.02 inside is no longer borderline: (0.13, 0.15]
+        (0.16, "novel", -0.01, True, "borderline: just above the line (by 0.010 over 0.15)"),
+        (0.17, "novel", -0.02, True, "borderline: just above the line (by 0.020 over 0.15)"),
+        (0.20, "novel", -0.05, False, None),
+    ],
+)
+def test_a_verdict_within_002_of_the_line_is_called_borderline_with_its_margin(tiled, verdict, margin,
+                                                                                borderline, words):
+    s = suggest_verdict([nb(tiled, cal=1.5, rank=1), nb(tiled + 0.1, cal=1.6, rank=2)])
+    assert s.verdict == verdict
+    assert s.evidence["margin"] == pytest.approx(margin, abs=1e-9)
+    assert s.evidence["borderline"] is borderline
+    if words:
+        assert words in s.reason
+    else:
+        assert "borderline" not in s.reason
+
+
+def test_a_likeness_just_above_the_line_says_borderline_too():
+    s = suggest_verdict([nb(0.16, cal=0.8)])
+    assert s.verdict == "likeness?" and s.evidence["borderline"] and "just above the line" in s.reason
+
+
+def test_the_badge_tooltip_and_the_inspect_json_carry_borderline():
+    from inspector.commands.inspect import _generation_dict
+    from inspector.session import Inspected
+
+    item = Inspected(position=0, seed=3, image=np.zeros((8, 8, 3), np.uint8), png=b"", provenance={},
+                     neighbours=[nb(0.14)], suggestion=suggest_verdict([nb(0.14)]))
+    assert "borderline: 0.010 under the 0.15 line" in item.tooltip()
+    record = _generation_dict(item, None)
+    assert record["borderline"] is True and record["margin"] == pytest.approx(0.01)
+    assert "borderline" in record["reason"]
+
+
 def test_a_failed_load_does_not_poison_the_cache():
     from inspector.session import _Cache
 

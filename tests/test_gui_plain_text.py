@@ -201,3 +201,24 @@ def test_exporting_to_a_new_file_asks_nothing(qtbot, window, recorded, tmp_path)
     assert window.export_chosen(str(out)) is not None  # a question here would block the test
     qtbot.waitUntil(lambda: window.casebook_tab.message.text().startswith("Report written"), timeout=60_000)
     assert "<html" in out.read_text()
+
+
+def test_the_badge_tooltip_and_the_verdict_panel_call_a_verdict_near_the_line_borderline(qtbot):
+    from inspector.extraction import suggest_verdict
+    from inspector.gui.comparison import ComparisonPanel
+    from inspector.gui.grid import GenerationGrid
+
+    grid, panel = GenerationGrid(), ComparisonPanel()
+    qtbot.addWidget(grid)
+    qtbot.addWidget(panel)
+    for tiled, words in ((0.14, "borderline: 0.010 under the 0.15 line"),
+                         (0.16, "borderline: just above the line (by 0.010 over 0.15)")):
+        item = inspected()
+        for nb in item.neighbours:
+            nb.tiled_l2 = tiled + 0.1 * (nb.rank - 1)
+        item.suggestion = suggest_verdict(item.neighbours)
+        grid.source.clear()
+        grid.source.append(item)
+        assert words in shown(grid.source.data(grid.source.index(0), Qt.ItemDataRole.ToolTipRole))
+        panel.show_generation(item)
+        assert words in shown(panel.verdict.text())

@@ -99,3 +99,11 @@ def describe_index(identity: Mapping[str, Any] | None) -> str:
     digest = identity.get("content_hash")
     parts.append(f"content sha256 {digest[:16]}…" if digest else "content hash not recorded")
     return ", ".join(parts)
+
+
+def origin_words(url: str | None) -> str:
+    """A neighbour's origin as shown beside its local file: "url https://…" for a URL (img2dataset's), "origin
+    skimage.data.astronaut" for anything else a sidecar recorded, "" when nothing did."""
+    if not url:
+        return ""
+    return f"{'url' if '://' in url else 'origin'} {url}"

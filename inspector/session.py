@@ -60,6 +60,8 @@ class Inspected:
     finding_id: int | None = None
     label: str = UNLABELED
     notes: str = ""
+    #: The index searched (``TrainingIndex.identity()``: role, source, images, built, content hash).
+    index: dict[str, Any] | None = None
 
     @property
     def nearest_tiled_l2(self) -> float | None:
@@ -100,6 +102,8 @@ class PromptSummary:
     notes: list[str] = field(default_factory=list)
     #: prompt_words.PromptWords: words the model cannot read, words in no caption, best-matching captions
     words: Any = None
+    #: The index searched (``TrainingIndex.identity()``), when known.
+    index: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from inspector.prompt_words import PromptWords
@@ -116,6 +120,7 @@ class PromptSummary:
             "wen_tokens": self.wen_tokens,
             "cancelled": self.cancelled,
             "notes": self.notes,
+            "index": self.index,
             **(self.words or PromptWords()).as_dict(),
         }
 
@@ -248,7 +253,8 @@ def inspect_image(index_source: str, request: InspectRequest, position: int, see
     index = INDEXES.get(index_source)
     neighbours = index.query([image], k=request.k)[0]
     return Inspected(position=position, seed=seed, image=image, png=png, provenance=provenance,
-                     neighbours=neighbours, suggestion=suggest_verdict(neighbours))
+                     neighbours=neighbours, suggestion=suggest_verdict(neighbours, role=index.role),
+                     index=index.identity())
 
 
 def summarize_prompt(
@@ -269,6 +275,10 @@ def summarize_prompt(
                             clique=None, cancelled=cancelled)
     summary.words = prompt_word_facts(model_source, index_source, request.prompt)
     summary.notes.extend(summary.words.notes())
+    if index_source is not None:
+        summary.index = INDEXES.get(index_source).identity()
+    elif items:
+        summary.index = items[0].index
     if len(items) >= 2:
         report({"stage": "cliques", "done": len(items), "n": request.n})
         summary.clique = largest_clique(pairwise_tiled_l2(np.stack([i.image for i in items])),
@@ -334,7 +344,7 @@ def finding_from(item: Inspected, summary: PromptSummary | None = None) -> Findi
         prompt=prov.get("prompt", ""), seed=item.seed, image_png=item.png, provenance=prov,
         neighbours=item.neighbours, negative_prompt=prov.get("negative_prompt", ""),
         suggested_verdict=item.suggestion.verdict, suggestion_reason=item.suggestion.reason, metrics=metrics,
-        notes=item.notes,
+        notes=item.notes, index=item.index or (summary.index if summary is not None else None),
     )
 
 

@@ -146,5 +146,5 @@ def test_the_text_output_names_the_url_beside_the_shard(downloads, tmp_path, cap
     capsys.readouterr()
     assert main(["index", "query", str(index_dir), str(downloads["originals"][2]), "--k", "1"]) == 0
     out = capsys.readouterr().out
-    assert f"url  {downloads['originals'][2].as_uri()}" in out
+    assert f"url {downloads['originals'][2].as_uri()}" in out
     assert "00000.tar#000000002.jpg" in out

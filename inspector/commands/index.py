@@ -10,7 +10,7 @@ from typing import Any
 
 from inspector.commands import print_json
 from inspector.errors import UserError
-from inspector.roles import describe_index, role_words
+from inspector.roles import describe_index, origin_words, role_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -237,5 +237,5 @@ def run_query(args: argparse.Namespace) -> int:
                   f"calibrated l2 {cal}{copies}")
             print(f"     {n.caption!r}" + (f" (caption from {n.caption_source})" if n.caption_source == "the file name"
                                             else ""))
-            print(f"     file {n.source}" + (f"\n     url  {n.url}" if n.url else ""))
+            print(f"     file {n.source}" + (f"\n     {origin_words(n.url)}" if n.url else ""))
     return 0

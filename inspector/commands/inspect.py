@@ -7,16 +7,19 @@ import sys
 
 from inspector.commands import print_json
 from inspector.errors import UserError
+from inspector.roles import describe_index, origin_words, role_words
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="generate N images of a prompt and find each one's nearest training images",
-                       description="Generate N images of PROMPT, find each one's four nearest training images, "
+    p = sub.add_parser("inspect", help="generate N images of a prompt and find each one's nearest indexed images",
+                       description="Generate N images of PROMPT, find each one's four nearest images in the index "
+                                   "(the training set, or a reference collection built with --role reference), "
                                    "suggest a verdict, and measure the prompt's clique and Wen score. With "
                                    "--casebook each generation is recorded as an unlabeled finding.")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--model", default="demo", help="demo (default), a local diffusers folder, or a .safetensors file")
-    p.add_argument("--index", default="demo", help="demo (default) or a training index folder")
+    p.add_argument("--index", default="demo",
+                   help="demo (default) or an index folder (inspector index build, training or reference)")
     p.add_argument("--n", type=int, default=16, help="number of generations (default 16)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
@@ -78,19 +81,29 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**summary.as_dict(), "generations": [_generation_dict(i, f) for i, f in zip(items, ids, strict=True)]})
         return 0
+    words = role_words((summary.index or {}).get("role"))
     print(f"prompt “{args.prompt}”: {len(items)} generations")
+    if summary.index:
+        print(f"searched {describe_index(summary.index)}")
     for item, fid in zip(items, ids, strict=True):
         nb = min(item.neighbours, key=lambda n: n.tiled_l2) if item.neighbours else None  # the verdict's image
         near = f"nearest tiled l2 {nb.tiled_l2:.3f} at {nb.comparison_size} px (“{nb.caption}”, " \
-               f"{nb.duplicate_count}x in training)" if nb else "no neighbours"
+               f"{words.count(nb.duplicate_count)})" if nb else "no neighbours"
         flag = " [clique]" if item.in_clique else ""
         rec = f" finding #{fid}" if fid else ""
         print(f"  seed {item.seed:>5}: {item.suggestion.verdict:<10} {near}{flag}{rec}")
+        if nb:
+            print(f"               {words.image}: {nb.source}" + (f"  {origin_words(nb.url)}" if nb.url else ""))
     clique = summary.clique
     print(f"largest near-identical clique: {clique.size if clique else 0} of {summary.n}"
           + (f" — FLAGGED (>= {clique.min_size})" if clique and clique.flagged else ""))
     if summary.wen_score is not None:
         print(f"Wen score: {summary.wen_score:.3f}")
+    if summary.wen_tokens:
+        from inspector.prompt_words import steering_words
+
+        unknown = summary.words.vocabulary.unknown_words if summary.words and summary.words.vocabulary else []
+        print(f"words that steer hardest (Wen attribution, per word): {steering_words(summary.wen_tokens, unknown)}")
     for note in summary.notes:
         print(f"note: {note}")
     return 0

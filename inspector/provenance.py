@@ -12,6 +12,15 @@ device and dtype. It travels in two PNG text chunks, so an image found later sti
 
 - ``inspector``: the full record as JSON (:data:`PROVENANCE_KEY`), which :func:`read_provenance` returns.
 
+Records are strict JSON (RFC 8259), so jq, Datasette and any other tool read them: :func:`json_safe` is the one
+sanitiser every writer of provenance uses (PNG chunk, ``manifest.json``, casebook). Strict JSON has no NaN or
+Infinity, yet scheduler configs hold them (DPM-Solver's ``lambda_min_clipped`` defaults to -inf), so a
+non-finite float is written as the tagged object ``{"__float__": "inf"}`` (or ``"-inf"``, ``"nan"``), and
+:func:`json_restore` turns it back into the float exactly. Records stay in that JSON-safe form when read; the
+tagged values are restored where they are used (a scheduler rebuilt from its recorded config). Records written
+before the tag held the bare strings ``"inf"``, ``"-inf"`` and ``"nan"``; rebuilding a scheduler restores those
+too where the scheduler's own default for that field is a float.
+
 Model identity: the sha256 of each weight file, computed once and cached by (real path, size, mtime) in a small
 JSON file in the user cache folder (``$INSPECTOR_CACHE_DIR`` overrides it). A model folder's identity is the
 sha256 of its ``sha256sum``-style listing (``<sha256>  <relative path>`` lines, sorted by path); a single-file
@@ -26,6 +35,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -156,8 +166,19 @@ def library_versions() -> dict[str, str]:
     }
 
 
+#: Key of the tagged object that stands for a non-finite float in strict JSON: ``{"__float__": "-inf"}``.
+FLOAT_TAG = "__float__"
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
 def json_safe(value: Any) -> Any:
-    """``value`` as plain JSON types (dicts, lists, str, int, float, bool, None); tuples become lists."""
+    """``value`` as strict JSON types (dicts, lists, str, int, finite float, bool, None), losslessly for floats.
+
+    Tuples become lists, numpy and torch values their Python equivalents, anything else unknown its ``str``.
+    A non-finite float becomes ``{"__float__": "inf" | "-inf" | "nan"}`` (:data:`FLOAT_TAG`), which
+    :func:`json_restore` turns back into the same float. The result always passes ``json.dumps(...,
+    allow_nan=False)``.
+    """
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -165,10 +186,42 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else str(value)
+        if math.isfinite(value):
+            return value
+        return {FLOAT_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
     if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
         return json_safe(value.tolist())
     return str(value)
+
+
+def tagged_float(value: Any) -> float | None:
+    """The float a ``{"__float__": ...}`` object stands for, or ``None`` when ``value`` is not one."""
+    if isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get(FLOAT_TAG), str):
+        return _NON_FINITE.get(value[FLOAT_TAG].strip().lower())
+    return None
+
+
+def legacy_float(value: Any) -> float | None:
+    """The float a bare ``"inf"``, ``"-inf"`` or ``"nan"`` string (older records) stands for, else ``None``.
+
+    Also reads ``"Infinity"``/``"-Infinity"``/``"NaN"`` (JavaScript's and Python's json spellings).
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().replace("infinity", "inf")
+    return _NON_FINITE.get(text.removeprefix("+"))
+
+
+def json_restore(value: Any) -> Any:
+    """Undo :func:`json_safe`'s tagging: every ``{"__float__": ...}`` inside ``value`` becomes its float again."""
+    restored = tagged_float(value)
+    if restored is not None:
+        return restored
+    if isinstance(value, Mapping):
+        return {k: json_restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_restore(v) for v in value]
+    return value
 
 
 def a1111_parameters(provenance: Mapping[str, Any]) -> str:
@@ -204,7 +257,8 @@ def png_bytes(image: Any, provenance: Mapping[str, Any]) -> bytes:
 
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, a1111_parameters(provenance))
-    info.add_text(PROVENANCE_KEY, json.dumps(json_safe(provenance), sort_keys=True, ensure_ascii=True))
+    info.add_text(PROVENANCE_KEY, json.dumps(json_safe(provenance), sort_keys=True, ensure_ascii=True,
+                                                allow_nan=False))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info, compress_level=6)
     return buf.getvalue()

@@ -187,8 +187,10 @@ def _clear(out: Path) -> None:
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     from inspector.generation.sampling import write_atomic
+    from inspector.provenance import json_safe
 
-    text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    # The provenance's own sanitiser, so a non-finite float is stored as the PNG chunk stores it (tagged).
+    text = json.dumps(json_safe(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     write_atomic(out / MANIFEST, text.encode("utf-8"))
 
 

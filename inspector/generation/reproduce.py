@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspector.errors import UserError
-from inspector.generation.sampling import GenerationRequest, generate
+from inspector.generation.sampling import GenerationError, GenerationRequest, generate
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,6 +58,10 @@ class ReproduceResult:
     device: str
     dtype: str
     image: Image.Image = field(repr=False)
+    #: Weight files that differ from the record, one phrase each ("unet/x.safetensors changed (sha256 ...)").
+    weight_changes: list[str] = field(default_factory=list)
+    #: The configuration files (model_index.json, component configs, tokenizer) differ from the record.
+    config_changed: bool = False
 
     @property
     def same_model(self) -> bool:
@@ -72,8 +76,14 @@ class ReproduceResult:
         if len(self.batch_seeds) > 1:
             notes.append(f"regenerated with its batch of {len(self.batch_seeds)} seeds")
         if not self.same_model:
+            changes = self.weight_changes[:2] + ([f"{len(self.weight_changes) - 2} more"]
+                                                 if len(self.weight_changes) > 2 else [])
+            detail = f": {', '.join(changes)}" if changes else ""
             notes.append(f"different weights: made with {self.recorded_model_sha256[:10]}, "
-                         f"regenerated with {self.model_sha256[:10]}")
+                         f"regenerated with {self.model_sha256[:10]}{detail}")
+        if self.config_changed:
+            notes.append("the model's configuration files (model_index.json, component configs, tokenizer) "
+                         "differ from the record")
         if (self.device, self.dtype) != (self.recorded_device, self.recorded_dtype):
             notes.append(f"made on {self.recorded_device}/{self.recorded_dtype}, regenerated on "
                          f"{self.device}/{self.dtype}: small differences are expected across devices")
@@ -118,7 +128,8 @@ def reproduce(
     Raises
     ------
     ReproduceError
-        No readable provenance, missing reference image, or the model cannot be loaded.
+        No readable provenance, missing reference image, the model cannot be loaded (the message names a
+        missing component), or the recorded settings cannot be replayed (it names the scheduler or setting).
     """
     import numpy as np
 
@@ -140,8 +151,12 @@ def reproduce(
         model = load_recorded_model(record, model, device=device, dtype=dtype, allow_pickle=allow_pickle,
                                     config=config)
     request, index = request_from_provenance(record, exact_batch=exact_batch)
-    with _torch_threads(record.get("torch_threads") if exact_batch else None):
-        images = list(generate(model, request))
+    try:
+        with _torch_threads(record.get("torch_threads") if exact_batch else None):
+            images = list(generate(model, request))
+    except GenerationError as exc:
+        # Name the recorded setting that failed (the scheduler, its config, the size ...), not just "the model".
+        raise ReproduceError(f"cannot regenerate {reference.name} from its record: {exc}") from None
     regenerated = images[index]
     a = np.asarray(original, dtype=np.int16)
     b = np.asarray(regenerated.image, dtype=np.int16)
@@ -157,7 +172,28 @@ def reproduce(
         recorded_model_sha256=str(recorded_model.get("sha256", "")), model_sha256=model.identity.sha256,
         recorded_device=str(record.get("device", "")), recorded_dtype=str(record.get("dtype", "")),
         device=model.device, dtype=model.dtype, image=regenerated.image,
+        weight_changes=weight_changes(recorded_model.get("files"), model.identity.files),
+        config_changed=bool(recorded_model.get("config_sha256"))
+        and recorded_model.get("config_sha256") != model.identity.config_sha256,
     )
+
+
+def weight_changes(recorded: Any, current: dict[str, str]) -> list[str]:
+    """How the weight files differ from a record's ``{relative path: sha256}``, one phrase per file."""
+    if not isinstance(recorded, dict):
+        return []
+    out = []
+    for name in sorted(set(recorded) | set(current)):
+        was, now = recorded.get(name), current.get(name)
+        if was == now:
+            continue
+        if now is None:
+            out.append(f"{name} is missing")
+        elif was is None:
+            out.append(f"{name} was not in the recorded model")
+        else:
+            out.append(f"{name} changed (sha256 {str(was)[:10]} when made, {now[:10]} now)")
+    return out
 
 
 def load_recorded_model(
@@ -191,7 +227,44 @@ def load_recorded_model(
                           **_recorded_options(record))
     except ModelLoadError as exc:
         hint = "" if source is not None else " (pass --model to use another copy of it)"
-        raise ReproduceError(f"cannot load the model that made the image: {exc}{hint}") from None
+        missing = _missing_components(record, src)
+        if missing:
+            also = "" if source is not None else ", or pass --model with a complete copy"
+            raise ReproduceError(f"cannot load the model {src} that made the image: {missing}; restore it "
+                                 f"from the original model{also}") from None
+        raise ReproduceError(f"cannot load the model {src} to regenerate the image: {exc}{hint}") from None
+
+
+def _missing_components(record: dict[str, Any], source: str | os.PathLike) -> str | None:
+    """What the model folder lacks of the weight files the record lists, in words; ``None`` if nothing."""
+    from inspector.generation.loading import find_in_hub_cache
+
+    files = (record.get("model") or {}).get("files")
+    if not isinstance(files, dict) or not files:
+        return None
+    text = str(source)
+    if text == "demo":
+        from inspector.resources import demo_model_dir
+
+        folder: Path | None = demo_model_dir()
+    elif Path(text).expanduser().is_dir():
+        folder = Path(text).expanduser()
+    else:
+        found = find_in_hub_cache(text) if "/" in text and not Path(text).expanduser().exists() else None
+        folder = found[0] if found else None
+    if folder is None:
+        return None
+    missing = [name for name in sorted(files) if not (folder / name).is_file()]
+    if not missing:
+        return None
+    phrases = []
+    for component in dict.fromkeys(name.split("/")[0] for name in missing):
+        names = [n for n in missing if n.split("/")[0] == component]
+        if "/" in names[0] and not (folder / component).is_dir():
+            phrases.append(f"its component {component!r} is missing (no folder {folder / component})")
+        else:
+            phrases.append(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} missing from {folder}")
+    return "; ".join(phrases)
 
 
 def request_from_provenance(record: dict[str, Any], exact_batch: bool = True) -> tuple[GenerationRequest, int]:

@@ -87,7 +87,8 @@ class GenerationRequest:
         A diffusers scheduler class name compatible with the model (``"DDIMScheduler"``, ``"EulerDiscrete"``,
         case-insensitive, the ``Scheduler`` suffix optional); ``None``: the model's own.
     scheduler_config
-        The scheduler's full config, as recorded in a provenance; used to reproduce exactly.
+        The scheduler's full config, as recorded in a provenance (its JSON-safe form is fine: non-finite floats
+        are restored, see :func:`scheduler_config_from_record`); used to reproduce exactly.
     height, width
         Image size in pixels; ``None``: the model's native size. Must be a multiple of the model's size step.
     batch_size
@@ -285,10 +286,93 @@ def _batch_size(model: LoadedModel, request: GenerationRequest) -> int:
 
 
 def scheduler_names(model: LoadedModel) -> list[str]:
-    """Class names of the diffusers schedulers that can replace this model's scheduler."""
+    """Class names of the diffusers schedulers that can replace this model's scheduler.
+
+    A scheduler qualifies when diffusers lists it as compatible with the model's own, its libraries are
+    installed, and it can turn what the model predicts (its ``prediction_type``) into a sample: PNDM and Euler
+    ancestral, for example, cannot sample the demo model, which predicts the clean image (``"sample"``).
+    """
+    return sorted(c.__name__ for c in _compatible_classes(model)
+                  if _prediction_problem(c, model.base_scheduler.config) is None)
+
+
+def _compatible_classes(model: LoadedModel) -> list[type]:
     base = model.base_scheduler
-    classes = {type(base), *getattr(base, "compatibles", [])}
-    return sorted(c.__name__ for c in classes if isinstance(c, type))
+    return [c for c in {type(base), *getattr(base, "compatibles", [])} if isinstance(c, type)]
+
+
+#: What each diffusers ``prediction_type`` means, for error messages.
+_PREDICTIONS = {"epsilon": "the noise", "sample": "the clean image, x0", "v_prediction": "v (velocity)",
+                "flow_prediction": "the flow"}
+
+
+def _prediction_problem(cls: type, config: Any) -> str | None:
+    """Why a ``cls`` scheduler built from ``config`` cannot sample the model's predictions, or ``None``.
+
+    Two reasons count: the scheduler does not handle the model's ``prediction_type``, or it needs a library
+    that is not installed.
+
+    diffusers schedulers check ``prediction_type`` only inside ``step``, mid-sampling; one step on a 2x2 dummy
+    with a fresh scheduler (its own generator, so no global random state is used) finds out up front. Any
+    other failure is left to the real run, which reports it in full.
+    """
+    import torch
+
+    try:
+        scheduler = cls.from_config(dict(config))
+        scheduler.set_timesteps(10)  # PNDM's Runge-Kutta warm-up needs more than a couple of steps
+        t = scheduler.timesteps[0]
+        x = torch.zeros(1, 1, 2, 2)
+        kwargs = {"generator": torch.Generator("cpu").manual_seed(0)} \
+            if "generator" in inspect.signature(scheduler.step).parameters else {}
+        scheduler.step(scheduler.scale_model_input(x, t), t, x, **kwargs)
+    except ImportError as exc:  # e.g. DPMSolverSDE without torchsde
+        return f"{cls.__name__} needs a library that is not installed ({_first_line(exc)})"
+    except Exception as exc:  # noqa: BLE001 - only a prediction-type refusal is an answer here
+        if "prediction type" not in str(exc).lower().replace("_", " "):
+            return None
+        kind = config.get("prediction_type") if hasattr(config, "get") else None
+        means = f" ({_PREDICTIONS[kind]})" if kind in _PREDICTIONS else ""
+        return (f"the model predicts {kind!r}{means}, which {cls.__name__} does not support "
+                f"(diffusers: {_first_line(exc)})")
+    return None
+
+
+def scheduler_config_from_record(cls: type, config: Any) -> dict[str, Any]:
+    """A recorded scheduler config, ready for ``cls.from_config``, with its non-finite floats restored exactly.
+
+    A tagged ``{"__float__": "-inf"}`` becomes its float wherever it stands (see :mod:`inspector.provenance`).
+    Records written before the tag hold the bare strings ``"inf"``, ``"-inf"`` or ``"nan"``: those become
+    floats only in a field that ``cls`` declares as a float (by its default or type hint), so a text field
+    that happens to read "nan" stays text.
+    """
+    from inspector.provenance import json_restore, legacy_float
+
+    restored = json_restore(dict(config))
+    floats = _float_fields(cls)
+    for key, value in restored.items():
+        number = legacy_float(value) if key in floats else None
+        if number is not None:
+            restored[key] = number
+    return restored
+
+
+def _float_fields(cls: type) -> set[str]:
+    """Names of the constructor arguments of ``cls`` that take a float (``float`` or ``float | None``)."""
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return set()
+    floats = {"float", "float|None", "None|float", "Optional[float]", "typing.Optional[float]"}
+    out = set()
+    for name, param in params.items():
+        hint = param.annotation
+        text = (hint if isinstance(hint, str) else getattr(hint, "__name__", None) if isinstance(hint, type)
+                else str(hint)) or ""
+        if (isinstance(param.default, float) and not isinstance(param.default, bool)) \
+                or text.replace(" ", "") in floats:
+            out.add(name)
+    return out
 
 
 def _scheduler(model: LoadedModel, request: GenerationRequest) -> Any:
@@ -302,18 +386,25 @@ def _scheduler(model: LoadedModel, request: GenerationRequest) -> Any:
         cls = type(base)
     else:
         wanted = request.scheduler.strip().lower().removesuffix("scheduler")
-        names = {n.lower().removesuffix("scheduler"): n for n in scheduler_names(model)}
+        names = {c.__name__.lower().removesuffix("scheduler"): c.__name__ for c in _compatible_classes(model)}
         if wanted not in names:
             known = {n.lower().removesuffix("scheduler") for n in dir(diffusers) if n.endswith("Scheduler")}
             why = "is not compatible with this model" if wanted in known else "is not a diffusers scheduler"
             raise GenerationError(f"scheduler {request.scheduler!r} {why}; choose one of: "
                                   f"{', '.join(scheduler_names(model))}")
         cls = getattr(diffusers, names[wanted])
-    config = request.scheduler_config if request.scheduler_config is not None else base.config
+    if request.scheduler_config is not None:
+        config, whose = scheduler_config_from_record(cls, request.scheduler_config), "the given config"
+    else:
+        config, whose = dict(base.config), "the model's scheduler config"
+    problem = _prediction_problem(cls, config)
+    if problem is not None:
+        raise GenerationError(f"scheduler {cls.__name__} cannot sample this model: {problem}; choose one of: "
+                              f"{', '.join(scheduler_names(model))}")
     try:
-        return cls.from_config(dict(config))
+        return cls.from_config(config)
     except (TypeError, ValueError) as exc:
-        raise GenerationError(f"cannot build scheduler {cls.__name__} from its config: {exc}") from exc
+        raise GenerationError(f"cannot build scheduler {cls.__name__} from {whose}: {_first_line(exc)}") from exc
 
 
 # ------------------------------------------------------------------------------------------------- sampling
@@ -459,10 +550,14 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
         except getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError) as exc:  # torch < 2.5: cuda's
             raise _out_of_memory(model, exc) from exc
         except (ValueError, TypeError) as exc:
+            if _raised_in_scheduler(exc):
+                raise _scheduler_failure(scheduler, exc) from exc
             raise GenerationError(f"the model refused these settings: {_first_line(exc)}") from exc
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
                 raise _out_of_memory(model, exc) from exc
+            if _raised_in_scheduler(exc):
+                raise _scheduler_failure(scheduler, exc) from exc
             raise GenerationError(f"sampling failed on {model.device} ({model.dtype}): {_first_line(exc)}") from exc
         finally:
             pipe._interrupt = False
@@ -482,6 +577,23 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
     nsfw = getattr(result, "nsfw_content_detected", None)
     invariant = len(seeds) == 1 or (state is not None and state.held and state.calls > 0)
     return images, scheduler, list(nsfw) if isinstance(nsfw, (list, tuple)) else None, invariant
+
+
+def _raised_in_scheduler(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside a diffusers scheduler (its config or its step), not the networks."""
+    deepest: Path | None = None  # the innermost diffusers frame: torch's own frames may lie below it
+    tb = exc.__traceback__
+    while tb is not None:
+        path = Path(tb.tb_frame.f_code.co_filename)
+        if "diffusers" in path.parts:
+            deepest = path
+        tb = tb.tb_next
+    return deepest is not None and deepest.parent.name == "schedulers"
+
+
+def _scheduler_failure(scheduler: Any, exc: BaseException) -> GenerationError:
+    return GenerationError(f"the scheduler {type(scheduler).__name__} failed with its config "
+                           f"({type(exc).__name__}: {_first_line(exc)}); pick another scheduler, or fix the config")
 
 
 def _out_of_memory(model: LoadedModel, exc: BaseException) -> GenerationOutOfMemory:

@@ -26,7 +26,8 @@ class WenResult:
     score: float  # mean ||eps_cond - eps_uncond||_2 over seeds and the first steps
     per_seed: list[float]
     steps_used: int
-    tokens: list[tuple[str, float]] | None = None  # (token, gradient norm of d), when asked for
+    #: (word, gradient norm of d with respect to the word's token embeddings), per prompt word, when asked for
+    tokens: list[tuple[str, float]] | None = None
 
 
 def _encode(pipe, prompt: str, negative: str):
@@ -84,7 +85,7 @@ def wen_score(
     """Wen et al.'s score of ``prompt`` on ``pipe`` (higher = more likely memorized).
 
     The latents follow the guided sampling trajectory, so the score is measured where real sampling goes.
-    With ``attribute_tokens`` the gradient norm of d per prompt token is returned too (special tokens dropped).
+    With ``attribute_tokens`` the gradient norm of d per prompt word is returned too (see :func:`_word_scores`).
     """
     import torch
 
@@ -140,7 +141,7 @@ def wen_score(
             tokens = None
             if attribute_tokens:
                 total.backward()
-                tokens = _token_scores(pipe, prompt, captured["emb"].grad[0])
+                tokens = _word_scores(pipe, prompt, captured["emb"].grad[0])
     finally:
         if hook is not None:
             hook.remove()
@@ -148,15 +149,22 @@ def wen_score(
                      tokens=tokens)
 
 
-def _token_scores(pipe, prompt: str, grad) -> list[tuple[str, float]]:
-    tok = pipe.tokenizer
-    ids = tok(prompt, truncation=True, max_length=tok.model_max_length).input_ids
-    special = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}
-    norms = grad.norm(dim=-1).tolist()
+def _word_scores(pipe, prompt: str, grad) -> list[tuple[str, float]]:
+    """Per prompt word: the norm of the gradient of d with respect to all of the word's token embeddings together,
+    i.e. sqrt(sum over its pieces of each piece's squared gradient norm), >= 0.
+
+    Sub-word pieces (CLIP BPE marks a word's last piece with ``</w>``) are merged back into the word as written
+    in the prompt, so "Michetti" is reported, never its fragments "mic" / "hetti"; a one-piece word keeps its
+    token's norm. The beginning / end markers and padding are dropped; words cut off by the tokenizer's limit
+    have no embedding, hence no score, and are left out (:mod:`inspector.vocabulary` names them).
+    """
+    from inspector.vocabulary import tokenizer_words
+
+    norms = grad.float().norm(dim=-1).tolist()
+    words, _ = tokenizer_words(pipe.tokenizer, prompt)
     out = []
-    for pos, tid in enumerate(ids):
-        if tid in special or pos >= len(norms):
-            continue
-        word = tok.convert_ids_to_tokens(tid).replace("</w>", "")
-        out.append((word, float(norms[pos])))
+    for word in words:
+        seen = [p for p in word.positions[: word.visible_pieces] if p < len(norms)]
+        if seen:
+            out.append((word.name, float(sum(norms[p] ** 2 for p in seen) ** 0.5)))
     return out

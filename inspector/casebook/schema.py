@@ -177,11 +177,27 @@ def _v2_comparison_size(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _v3_index_identity(db: sqlite_utils.Database) -> None:
+    # What was searched, in the user's words: each finding keeps the identity of the index its neighbours came
+    # from (role, source, images, build date, content hash; JSON), and each neighbour its index's role, the URL
+    # it was downloaded from and where its caption came from. Rows recorded before read as a training index
+    # (every index was one then) with no URL recorded. Columns are appended: a finding's index identity is
+    # read only with the whole finding, never by the list queries that stop before the image blob.
+    db.executescript("""
+        ALTER TABLE findings ADD COLUMN index_identity TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE neighbours ADD COLUMN index_role TEXT NOT NULL DEFAULT 'training';
+        ALTER TABLE neighbours ADD COLUMN url TEXT;
+        ALTER TABLE neighbours ADD COLUMN caption_source TEXT;
+    """)
+
+
 #: Every migration, oldest first; version n brings the schema from n - 1 to n. Never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "findings, neighbours, append-only label events, full-text search", _v1_initial_schema),
     Migration(2, "neighbours keep their comparison size and compared pixels; summaries quote the verdict's "
                  "neighbour", _v2_comparison_size),
+    Migration(3, "findings keep the identity of the index searched; neighbours their index role, url and caption "
+                 "source", _v3_index_identity),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

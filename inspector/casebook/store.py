@@ -51,7 +51,7 @@ _SUMMARY_COLUMNS = (
 _NEIGHBOUR_COLUMNS = (
     "rank", "item_id", "source", "caption", "duplicate_count", "l2", "tiled_l2", "ssim", "calibrated_l2",
     "index_id", "thumbnail_path", "image_sha256", "licence", "semantic_similarity", "thumbnail_png",
-    "comparison_size", "pixels_png",
+    "comparison_size", "pixels_png", "index_role", "url", "caption_source",
 )
 _EVENT_COLUMNS = (
     "id", "finding_id", "action", "label", "previous_label", "reviewer", "note", "created_at", "image_sha256",
@@ -418,6 +418,7 @@ class Casebook:
             "thumbnail_sha256": sha256_hex(thumbnail),
             "thumbnail_png": thumbnail,
             "image_png": image,
+            "index_identity": jsontext.dumps(finding.index or {}),
         }
         neighbours = [self._neighbour_row(n, index_dir) for n in sorted(finding.neighbours, key=lambda n: n.rank)]
         return _Prepared(finding, row, neighbours)
@@ -458,6 +459,9 @@ class Casebook:
             "comparison_size": None if n.comparison_size is None else int(n.comparison_size),
             "pixels_sha256": sha256_hex(pixels) if pixels is not None else None,
             "pixels_png": pixels,
+            "index_role": n.index_role or "training",
+            "url": n.url,
+            "caption_source": n.caption_source,
         }
 
     # --- labeling -----------------------------------------------------------------------------------------
@@ -672,7 +676,7 @@ class Casebook:
         """
         columns = ("id", "prompt", "seed", "image_png", "provenance", "negative_prompt", "suggested_verdict",
                    "suggestion_reason", "metrics", "label", "reviewer", "notes", "created_at", "updated_at",
-                   "image_sha256")
+                   "image_sha256", "index_identity")
         with self._read() as conn:
             row = conn.execute(f"SELECT {', '.join(columns)} FROM findings WHERE id = ?",
                                (int(finding_id),)).fetchone()
@@ -683,6 +687,7 @@ class Casebook:
         data = dict(zip(columns, row, strict=True))
         data["provenance"] = jsontext.loads(data["provenance"], {})
         data["metrics"] = jsontext.loads(data["metrics"], {})
+        data["index"] = jsontext.loads(data.pop("index_identity"), {}) or None
         neighbours = []
         for nrow in nrows:
             n = dict(zip(_NEIGHBOUR_COLUMNS, nrow, strict=True))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from inspector.demo import world
-from inspector.demo.tokenizer import save_tokenizer
+from inspector.demo.tokenizer import save_tokenizer, write_known_words
 from inspector.demo.train import TrainConfig, load_pixels, make_pipeline, train
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -59,6 +59,7 @@ def build(out: Path, cfg: TrainConfig | None = None, log=print) -> Path:
     if model_dir.exists():
         shutil.rmtree(model_dir)
     pipe.save_pretrained(model_dir, safe_serialization=True)
+    write_known_words(model_dir / "tokenizer", captions)  # save_pretrained writes the tokenizer's own files only
     record.update(
         {
             "seed": cfg.seed,

@@ -1,7 +1,10 @@
 """A CLIP tokenizer over the demo vocabulary, built from the captions alone (no download).
 
 CLIP's tokenizer is byte-level BPE with an end-of-word marker. We give it every single byte (so any text
-tokenizes, nothing is unknown) plus merges that build each demo word left to right.
+tokenizes) plus merges that build each demo word left to right. A word outside the captions is therefore spelled
+out from byte pieces the text encoder never sees in training: to the model it is unknown, although no unknown
+token appears. ``known_words.txt`` beside the tokenizer lists the caption words, so that
+:mod:`inspector.vocabulary` can say which words of a prompt the model cannot read.
 """
 
 from __future__ import annotations
@@ -59,10 +62,23 @@ def caption_words(captions: list[str]) -> list[str]:
     return sorted({w for c in captions for w in re.findall(r"[a-z0-9]+", c.lower())})
 
 
+def write_known_words(folder: Path, captions: list[str]) -> Path:
+    """Write ``known_words.txt`` (the words the text encoder is trained on) into a tokenizer folder."""
+    from inspector.vocabulary import KNOWN_WORDS_FILE
+
+    path = Path(folder) / KNOWN_WORDS_FILE
+    header = ("# The words the demo text encoder was trained on (its training captions), one a line.\n"
+              "# The tokenizer spells any other word out from byte pieces the model never learned.\n")
+    path.write_text(header + "\n".join(caption_words(captions)) + "\n", encoding="utf-8")
+    return path
+
+
 def save_tokenizer(folder: Path, captions: list[str]) -> CLIPTokenizer:
-    """Write vocab.json, merges.txt and the tokenizer config into ``folder``; return the loaded tokenizer."""
+    """Write vocab.json, merges.txt, the tokenizer config and known_words.txt into ``folder``; return the loaded
+    tokenizer."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    write_known_words(folder, captions)
     vocab, merges = build_vocab(caption_words(captions))
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")

@@ -436,6 +436,13 @@ def _resolve_source(source: str | os.PathLike, config: str | os.PathLike | None)
                          "file, or a Hub id from the local cache")
 
 
+def config_folder(source: str | os.PathLike, config: str | os.PathLike | None = None) -> Path:
+    """The folder holding a model's ``model_index.json`` and tokenizer, found without loading anything
+    (a single-file checkpoint's config folder). Raises :class:`ModelLoadError` as :func:`load_model` would."""
+    found = _resolve_source(source, config)
+    return found.config if found.kind == "single-file" and found.config is not None else found.path
+
+
 def _resolve_config(checkpoint: Path, config: str | os.PathLike | None) -> Path:
     """The config folder of a single-file checkpoint: ``config`` (folder or cached Hub id), or the file's folder."""
     if config is None:

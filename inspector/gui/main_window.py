@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
     views_shown = Signal()  # the heatmaps of the selected generation are on screen
     label_written = Signal(object)  # the Inspected item whose label reached the casebook
     error_shown = Signal(str)
+    words_checked = Signal(object)  # notes (list of str) about the prompt's words are on screen
 
     def __init__(self, model_source: str | None = None, index_source: str | None = None,
                  casebook_path: str | None = None, settings: QSettings | None = None):
@@ -98,6 +99,12 @@ class MainWindow(QMainWindow):
         self._view_request = 0
         self._undo: list = []
         self._last_error = ""
+        self._word_request = 0
+        # The prompt's words are checked against the model's tokenizer a moment after typing stops.
+        self._word_timer = QTimer(self)
+        self._word_timer.setSingleShot(True)
+        self._word_timer.setInterval(300)
+        self._word_timer.timeout.connect(self.check_prompt_words)
 
         self.model_box = self._source_box(model_source or self.settings.value("model", DEMO), "model")
         self.index_box = self._source_box(index_source or self.settings.value("index", DEMO), "index")
@@ -193,6 +200,8 @@ class MainWindow(QMainWindow):
         self.casebook_tab.export_requested.connect(self.export_report)
         self.tabs.currentChanged.connect(lambda i: i == 1 and self.refresh_casebook())
         self.model_box.currentTextChanged.connect(self._sources_changed)
+        self.model_box.currentTextChanged.connect(self._word_timer.start)
+        self.prompt_panel.prompt.textChanged.connect(self._word_timer.start)
         self.index_box.currentTextChanged.connect(self._sources_changed)
 
         for keys, slot in (
@@ -266,6 +275,35 @@ class MainWindow(QMainWindow):
     def _show_casebook_path(self) -> None:
         self.casebook_label.setText(f"Casebook: <b>{escape(Path(self.casebook_path).name)}</b>")
         self.casebook_label.setToolTip(plain_tooltip(self.casebook_path))
+
+    # --- the prompt's words ---------------------------------------------------------------------------------------
+
+    def check_prompt_words(self) -> GeneratorWorker | None:
+        """Name the prompt's words the model's tokenizer cannot read (tokenizer files only, in a worker)."""
+        self._word_request += 1
+        prompt = self.prompt_panel.prompt.toPlainText().strip()
+        if not prompt:
+            self._show_word_notes(self._word_request, [])
+            return None
+        request_id, source = self._word_request, self.model_source
+
+        def check(cancel=None, progress=None):
+            from inspector.vocabulary import check_model_prompt
+
+            found = check_model_prompt(source, prompt)
+            return found.notes() if found is not None else []
+
+        worker = GeneratorWorker(check)
+        worker.signals.returned.connect(lambda notes, rid=request_id: self._show_word_notes(rid, notes))
+        worker.signals.errored.connect(lambda exc, rid=request_id: self._show_word_notes(
+            rid, [f"the prompt's words were not checked: {_error_text(exc)}"]))
+        return self.hub.start(worker)
+
+    def _show_word_notes(self, request_id: int, notes: list[str]) -> None:
+        if request_id != self._word_request:  # the prompt or the model changed since: drop the stale check
+            return
+        self.prompt_panel.set_word_notes(notes)
+        self.words_checked.emit(notes)
 
     # --- generation --------------------------------------------------------------------------------------------
 
@@ -344,9 +382,16 @@ class MainWindow(QMainWindow):
                                    value.wen_score)
             for item in self.grid.source.items():
                 self.grid.source.item_changed(item)
+            unknown = []
+            if value.words is not None:
+                self._word_request += 1  # a typing-time check still running must not replace these notes
+                self._show_word_notes(self._word_request, value.words.notes())
+                unknown = value.words.vocabulary.unknown_words if value.words.vocabulary else []
             if value.wen_tokens:
-                words = ", ".join(f"{w} {s:.2f}" for w, s in sorted(value.wen_tokens, key=lambda t: -t[1])[:5])
-                self.strip.set_extra_tip(f"Words that steer hardest: {words}")
+                from inspector.prompt_words import steering_words
+
+                words = steering_words(value.wen_tokens, unknown)
+                self.strip.set_extra_tip(f"Words that steer hardest (per word): {words}")
 
     def _on_run_error(self, exc: BaseException) -> None:
         self.show_error(_error_text(exc))

@@ -34,6 +34,14 @@ class PromptPanel(QWidget):
         self.prompt.setFixedHeight(70)
         self.prompt.setAccessibleName("Prompt")
         self.prompt.setToolTip("The text prompt. Ctrl+Enter generates.")
+        # Words the model cannot read, checked as the prompt is typed; after a run also the matching captions.
+        # Plain text: the words are the user's own, never markup.
+        self.word_notes = PlainLabel("")
+        self.word_notes.setWordWrap(True)
+        self.word_notes.setAccessibleName("What the model can read of the prompt")
+        self.word_notes.setToolTip("From the model's tokenizer (checked while you type) and, after a run, the "
+                                   "captions in the index.")
+        self.word_notes.setVisible(False)
         self.negative = QLineEdit()
         self.negative.setPlaceholderText("optional: what to avoid")
         self.negative.setToolTip("Negative prompt: guidance pushes away from it (leave empty if unsure).")
@@ -82,6 +90,7 @@ class PromptPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(QLabel("<b>Prompt</b>"))
         lay.addWidget(self.prompt)
+        lay.addWidget(self.word_notes)
         lay.addWidget(QLabel("Negative prompt"))
         lay.addWidget(self.negative)
         lay.addLayout(form)
@@ -111,6 +120,11 @@ class PromptPanel(QWidget):
                 b.clicked.connect(lambda _=False, t=text: self._use(t))
                 self.suggestions_box.addWidget(b)
         self.suggestions_title.setVisible(bool(prompts))
+
+    def set_word_notes(self, notes: list[str]) -> None:
+        """Show the notes about the prompt's words (plain sentences), or hide the area when there are none."""
+        self.word_notes.setText("\n".join(f"Note: {n}" for n in notes))
+        self.word_notes.setVisible(bool(notes))
 
     def _use(self, text: str) -> None:
         self.prompt.setPlainText(text)

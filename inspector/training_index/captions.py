@@ -35,8 +35,10 @@ TERMS_TABLE = "caption_terms"
 MAX_SCAN_CAPTIONS = 200_000
 #: Candidates taken from the full-text index before they are scored.
 CANDIDATES = 200
-#: A word in more than this fraction of the captions is too common to find candidates with (it still scores).
+#: In an index of more than COMMON_FROM captions, a word in more than COMMON_FRACTION of them is too common to
+#: find candidates with (it would make the full-text query sort most of the index); it still counts in the score.
 COMMON_FRACTION = 0.2
+COMMON_FROM = 10_000
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -242,7 +244,7 @@ class CaptionSearch:
         present = [w for w in dict.fromkeys(words) if df.get(w, 0) > 0]
         if not present:
             return {}
-        rare = [w for w in present if df[w] <= COMMON_FRACTION * total] or present
+        rare = [w for w in present if total <= COMMON_FROM or df[w] <= COMMON_FRACTION * total] or present
         quoted = [f'"{w}"' for w in rare]
         phrase = '"' + " ".join(words) + '"'
         out: dict[str, tuple[int, int]] = {}

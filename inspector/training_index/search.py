@@ -91,6 +91,7 @@ class TrainingIndex:
         self._reduced_bytes = 0
         self._reader_pool: ThreadPoolExecutor | None = None
         self._semantic_wanted = semantic
+        self._captions: Any = None  # captions.CaptionSearch, made on first use
         self._semantic_model: Any = None
         self._semantic_index: Any = None
         self._semantic_rows: RowReader | None = None
@@ -491,7 +492,7 @@ class TrainingIndex:
 
         with self._lock:
             self._check_open()
-            if getattr(self, "_captions", None) is None:
+            if self._captions is None:
                 self._captions = CaptionSearch(self._conn, self._lock)
             return self._captions
 

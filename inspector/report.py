@@ -33,6 +33,7 @@ from inspector.errors import UserError
 from inspector.extraction import BORDERLINE_MARGIN
 from inspector.findings import LABELS, UNLABELED, Finding, LabelEvent, Neighbour
 from inspector.images import as_uint8, canonical
+from inspector.roles import describe_index, origin_words, role_of, role_words
 
 FORMATS = ("html", "csv", "json")
 
@@ -42,6 +43,23 @@ LABEL_WORDS = {
     "novel": "Novel: neither a copy nor a likeness",
     UNLABELED: "Not labeled yet",
 }
+
+
+def label_words(label: str, role: str | None = None) -> str:
+    """A label in words, naming what the generation was compared with (the index's role)."""
+    words = role_words(role)
+    return {
+        "memorized": f"Memorized: a near copy of {words.a_image}",
+        "likeness-only": f"Likeness only: the same subject as {words.images}, but no near copy",
+    }.get(label) or LABEL_WORDS.get(label, label)
+
+
+def _report_role(roles: set[str]) -> str | None:
+    """The one role of every finding in a report, or None when they differ (then words name both)."""
+    if not roles:
+        return "training"
+    return next(iter(roles)) if len(roles) == 1 else None
+
 ACTION_WORDS = {"record": "recorded", "label": "labeled", "undo": "undid a label change", "note": "changed the notes"}
 #: Side of the heatmaps in the HTML report, in pixels of comparison (they are shown larger).
 HEATMAP_SIDE = 128
@@ -163,6 +181,7 @@ def finding_record(finding: Finding, history: list[LabelEvent]) -> dict[str, Any
         "image_sha256": finding.image_sha256,
         "created_at": finding.created_at,
         "updated_at": finding.updated_at,
+        "index": finding.index,  # the index searched: role, source, images, built, content_hash
         "neighbours": [_neighbour_record(n) for n in finding.neighbours],
         "label_history": [e.as_dict() for e in history],
     }
@@ -219,7 +238,7 @@ CSV_COLUMNS = (
     "seed", "model_id", "model_sha256", "nearest_tiled_l2", "nearest_l2", "nearest_ssim", "nearest_calibrated_l2",
     "nearest_source", "nearest_caption", "nearest_duplicate_count", "comparison_size", "image_sha256", "created_at",
     "updated_at",
-    "provenance",
+    "provenance", "nearest_url", "index_role", "index_source", "index_images", "index_built", "index_content_hash",
 )
 
 
@@ -255,6 +274,12 @@ def write_csv(casebook: Casebook, stream: IO[str]) -> int:
             "comparison_size": nearest.comparison_size if nearest else None,
             "image_sha256": f.image_sha256, "created_at": f.created_at, "updated_at": f.updated_at,
             "provenance": dumps(f.provenance),
+            "nearest_url": nearest.url if nearest else None,
+            "index_role": (f.index or {}).get("role") or role_of(f.neighbours),
+            "index_source": (f.index or {}).get("source"),
+            "index_images": (f.index or {}).get("images"),
+            "index_built": (f.index or {}).get("built"),
+            "index_content_hash": (f.index or {}).get("content_hash"),
         }
         writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
         n += 1
@@ -353,6 +378,7 @@ def _format_value(value: Any) -> str:
 
 
 def _distance_words(n: Neighbour) -> list[str]:
+    words = role_words(n.index_role)
     lines = [metrics.describe_tiled_l2(n.tiled_l2) if n.tiled_l2 is not None else "tiled l2 not recorded"]
     if n.comparison_size is not None:
         lines.append(f"compared at {n.comparison_size} x {n.comparison_size} px")
@@ -362,20 +388,29 @@ def _distance_words(n: Neighbour) -> list[str]:
         lines.append(f"SSIM {n.ssim:.3f} (1 = identical structure)")
     if n.calibrated_l2 is not None:
         crowd = "far closer than" if n.calibrated_l2 < 1 else "no closer than"
-        lines.append(f"calibrated l2 {n.calibrated_l2:.2f}: {crowd} the crowd of near training images"
+        lines.append(f"calibrated l2 {n.calibrated_l2:.2f}: {crowd} the crowd of near {words.images}"
                      " (below 1 is a sign of copying)")
     if n.semantic_similarity is not None:
         lines.append(f"semantic similarity {n.semantic_similarity:.2f} (1 = same content)")
     return lines
 
 
+def _origin_html(url: str | None) -> str:
+    """Where the image was downloaded from: a link for a web address, plain text for anything else."""
+    if not url:
+        return ""
+    if url.lower().startswith(("http://", "https://")):
+        return f'<br>url: <a href="{esc(url)}">{esc(url)}</a>'
+    return f"<br>{esc(origin_words(url))}"
+
+
 def _neighbour_html(f: Finding, n: Neighbour, verdict: Neighbour | None = None) -> str:
-    copies = "once" if n.duplicate_count == 1 else f"{n.duplicate_count} times"
+    role = role_words(n.index_role)
     words = "".join(f"<br>{esc(line)}" for line in _distance_words(n))
     about = " (the suggestion is about this image)" if n is verdict else ""
     parts = [f'<figure class="neighbour"><p class="caption"><b>Nearest {esc(n.rank)}</b>{about}</p>']
     if n.thumbnail_png:
-        alt = f"training image {n.item_id}: {n.caption}"
+        alt = f"{role.image} {n.item_id}: {n.caption}"
         parts.append(f'<img src="{_data_uri(n.thumbnail_png)}" alt="{esc(alt)}">')
         try:
             diff, tiles, exact = heatmap_pictures(f.image_png, n, tile_grid=n is verdict)
@@ -396,9 +431,10 @@ def _neighbour_html(f: Finding, n: Neighbour, verdict: Neighbour | None = None) 
     else:
         parts.append('<p class="muted">(no thumbnail stored)</p>')
     parts.append(
-        f'<figcaption><span class="words">{words[4:]}</span><br>caption: {esc(n.caption)}<br>'
-        f'source: {esc(n.source)}<br>appears {esc(copies)} in the training set'
-        f'<br><span class="muted">item {esc(n.item_id)} of index {esc(n.index_id) or "(unnamed)"}</span>'
+        f'<figcaption><span class="words">{words[4:]}</span><br>caption: {esc(n.caption)}'
+        + (f' <span class="muted">(from {esc(n.caption_source)})</span>' if n.caption_source == "the file name" else "")
+        + f'<br>file: {esc(n.source)}{_origin_html(n.url)}<br>{esc(role.times(n.duplicate_count))}'
+        f'<br><span class="muted">{esc(role.image)}, item {esc(n.item_id)} of index {esc(n.index_id) or "(unnamed)"}</span>'
         + (f"<br>licence: {esc(n.licence)}" if n.licence else "")
         + "</figcaption></figure>"
     )
@@ -453,11 +489,14 @@ def finding_html(f: Finding, history: list[LabelEvent]) -> str:
     provenance = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_format_value(v))}</td></tr>"
                          for k, v in _flatten(f.provenance))
     verdict = verdict_neighbour(f.neighbours)
+    role = (f.index or {}).get("role") or role_of(f.neighbours)
+    facts.insert(3, ("Index searched", esc(describe_index(f.index)) if f.index else
+                     f"{esc(role_words(role).role_name)} (not named: recorded before indexes were named)"))
     return "".join([
         f'<section class="finding" id="finding-{esc(f.id)}">',
-        f'<h2>Finding {esc(f.id)}: <span class="label">{esc(LABEL_WORDS.get(f.label, f.label))}</span></h2>',
+        f'<h2>Finding {esc(f.id)}: <span class="label">{esc(label_words(f.label, role))}</span></h2>',
         "<table>", "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts), "</table>",
-        "<h3>The generation and its nearest training images</h3>",
+        f"<h3>The generation and its nearest {esc(role_words(role).images)}</h3>",
         '<p class="muted">Ordered by tiled l2, nearest first: nearest 1 is the image the suggestion is about.</p>',
         '<div class="row"><figure class="generation">',
         f'<img src="{_data_uri(f.image_png)}" alt="generation of finding {esc(f.id)}">',
@@ -484,6 +523,11 @@ def write_html(casebook: Casebook, stream: IO[str], title: str | None = None) ->
     total = sum(counts.values())
     check = casebook.verify()
     summaries = casebook.findings()
+    searched = casebook.indexes_searched()
+    role = _report_role({i["role"] for i in searched})
+    words = role_words(role)
+    images = words.images if role else "training or reference images (each finding names its index)"
+    collection = words.collection if role else "the index each finding names (a training set or a reference collection)"
     stream.write(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:;"
@@ -492,7 +536,10 @@ def write_html(casebook: Casebook, stream: IO[str], title: str | None = None) ->
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
         f"<h1>{esc(title)}</h1>\n"
     )
-    count_rows = "".join(f"<tr><td>{esc(LABEL_WORDS[k])}</td><td>{counts[k]}</td></tr>" for k in (*LABELS, UNLABELED))
+    count_rows = "".join(f"<tr><td>{esc(label_words(k, role) if role else LABEL_WORDS[k].split(':')[0])}</td>"
+                         f"<td>{counts[k]}</td></tr>" for k in (*LABELS, UNLABELED))
+    searched_rows = "".join(f"<li>{esc(describe_index(i) if i.get('source') else role_words(i['role']).role_name)}"
+                            "</li>" for i in searched)
     if check.ok:
         integrity = f"<p>Integrity: <b>verified</b>. {esc(check.summary())}.</p>"
     else:
@@ -503,13 +550,15 @@ def write_html(casebook: Casebook, stream: IO[str], title: str | None = None) ->
         f"<section><h2>Summary</h2><p>{total} findings in <b>{esc(name)}</b>, exported by Memorization"
         f" Inspector {esc(__version__)} (casebook version {casebook.schema_version}).</p>"
         f"<table><tr><th>label</th><th>findings</th></tr>{count_rows}</table>{integrity}"
-        "<h3>How to read this report</h3><p>Each finding is one generated image beside the four most similar"
-        " images of the training set. Distances follow Carlini et al. 2023: <b>tiled l2</b> is the largest"
+        + (f"<h3>What was searched</h3><ul>{searched_rows}</ul>" if searched_rows else "")
+        + "<h3>How to read this report</h3><p>Each finding is one generated image beside the four most similar"
+        f" images of {esc(collection)}. Distances follow Carlini et al. 2023: <b>tiled l2</b> is the largest"
         " pixel distance over a 4 x 4 grid of tiles, from 0 (identical) to 1; at "
         f"{metrics.EXTRACTION_THRESHOLD:.2f} or less the generation is a near copy. Both images are compared at"
         " one square size, the smaller of the generation's and the index's, never enlarged (each neighbour states"
-        " it); the four nearest are ordered by tiled l2. The heatmaps show where the generation and a training"
-        " image differ, pixel by pixel, computed from the same two images as the distances:</p>"
+        " it); the four nearest are ordered by tiled l2. The heatmaps show where the generation and"
+        f" one of the {esc(images)} differ, pixel by pixel, computed from the same two images as the"
+        " distances:</p>"
         f'<img src="{_legend_uri()}" alt="colour scale: dark blue means the same, yellow means different">'
         "<p>The label is a person's judgement; the suggestion is the inspector's. Each label change is kept in"
         " the label history, chained by hashes so that later changes are detectable.</p></section>\n"

@@ -59,7 +59,7 @@ def test_the_html_report_shows_each_finding_with_its_neighbours_distances_heatma
     assert section.count("pixel difference heatmap") == 4 and "tile l2 grid" in section
     assert "tiled l2 0.08: near copy (threshold 0.15)" in section
     assert "calibrated l2 0.40: far closer than the crowd" in section
-    assert "appears 2 times in the training set" in section
+    assert "occurs 2 times in training" in section
     assert "Label history" in section and "novel &rarr; likeness-only" in section
     assert "DDIMScheduler" in section and "model.sha256" in section
     assert "Likeness only" in section  # the label in words, not only in colour

@@ -418,7 +418,7 @@ class Casebook:
             "thumbnail_sha256": sha256_hex(thumbnail),
             "thumbnail_png": thumbnail,
             "image_png": image,
-            "index_identity": jsontext.dumps(finding.index or {}),
+            "index_identity": jsontext.canonical(finding.index or {}).decode("utf-8"),
         }
         neighbours = [self._neighbour_row(n, index_dir) for n in sorted(finding.neighbours, key=lambda n: n.rank)]
         return _Prepared(finding, row, neighbours)
@@ -654,6 +654,21 @@ class Casebook:
         where, params = self._where(label, reviewer, model, text, suggested, None, None, None)
         with self._read() as conn:
             return conn.execute(f"SELECT count(*) FROM findings{where}", params).fetchone()[0]
+
+    def indexes_searched(self) -> list[dict[str, Any]]:
+        """Every index the findings were searched in, in the order first used: each a dict like
+        ``TrainingIndex.identity()`` (role, source, images, built, content_hash, ...). Findings recorded before
+        indexes were named give ``{"role": ...}`` only, with their neighbours' role."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT index_identity, MIN(id) FROM findings GROUP BY index_identity"
+                                " ORDER BY MIN(id)").fetchall()
+            unnamed = [r for (r,) in conn.execute(
+                "SELECT DISTINCT n.index_role FROM neighbours AS n JOIN findings AS f ON f.id = n.finding_id"
+                " WHERE f.index_identity = '{}' ORDER BY n.index_role")]
+        out = [identity for identity in (jsontext.loads(text, {}) for text, _ in rows) if identity]
+        for identity in out:
+            identity.setdefault("role", "training")
+        return out + [{"role": role} for role in unnamed]
 
     def counts(self, **filters: Any) -> dict[str, int]:
         """Findings per label (every label present, zeros included), under the filters of :meth:`count`."""

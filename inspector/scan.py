@@ -1,49 +1,65 @@
 """Sweep many prompts headlessly (Carlini et al.'s generate-and-filter), keeping the candidates worth a look.
 
 For each distinct prompt: N generations, each one's nearest training images, the largest near-identical
-clique and the Wen score; the candidates become unlabeled findings in the casebook. Resumable: after Ctrl+C or
-a kill, ``resume=True`` skips prompts already finished and never records a finding twice.
+clique and the Wen score; the candidates become unlabeled findings in the casebook.
+
+A kill loses at most one image. Each generation is recorded on disk the moment it is made, in a scan folder
+beside the casebook; ``resume=True`` makes only the seeds not yet recorded, brings the recorded ones back (their
+PNGs, with neighbours found again in the index) and computes the clique once the prompt has all its images. The
+casebook keeps only each prompt's candidates (at most :data:`MAX_CANDIDATES`), so a paper-scale scan of 500
+images a prompt does not store 500 images a prompt there; the scan folder holds the images of the prompt in
+progress only, and one small ``result.json`` per finished prompt::
+
+    CASEBOOK.scan-KEY/                 KEY: the prompt file and the settings (model, index, n, seed, steps, ...)
+      scan.json                        those settings, for a person reading the folder
+      <sha256 of the prompt, 16 hex>/
+        prompt.txt                     the prompt, for a person
+        seed_00000003.png              a generation as made (PNG with its provenance chunks)
+        seed_00000003.json             written after its PNG: its presence records the image
+        result.json                    the prompt has finished: summary, finding ids, one line per generation;
+                                       the prompt's PNG and JSON files are then deleted
+
+Every file is written through a temporary file, fsync and a rename, so a kill leaves whole files only; a PNG
+without its JSON (the kill fell between the two) is made again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
-import tempfile
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from inspector.errors import UserError
-from inspector.session import Inspected, InspectRequest, PromptSummary, finding_from, inspect_prompt
+from inspector.prompt_files import load_prompt_file, read_prompts
+from inspector.session import (
+    Inspected,
+    InspectRequest,
+    PromptSummary,
+    finding_from,
+    inspect_generations,
+    inspect_image,
+    summarize_prompt,
+)
+
+__all__ = ["MAX_CANDIDATES", "N_DEFAULT", "N_PRESETS", "ScanClock", "ScanState", "candidates", "format_duration",
+           "load_prompt_file", "read_prompts", "scan", "scan_settings", "unfinished_result"]
 
 #: At most this many findings per prompt (the closest candidates first).
 MAX_CANDIDATES = 16
-
-
-def read_prompts(path: str | os.PathLike) -> list[str]:
-    """Distinct prompts of a text file, one a line, in order: blank lines skipped, repeats scanned once.
-
-    Long prompts are kept whole (the tokenizer truncates what the model sees; the casebook records all).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"prompt file not found: {path}")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text: save it as UTF-8, one prompt per line") from None
-    seen: dict[str, None] = {}
-    for line in text.splitlines():
-        prompt = " ".join(line.split())
-        if prompt and prompt not in seen:
-            seen[prompt] = None
-    if not seen:
-        raise UserError(f"{path} has no prompts: write one prompt per line")
-    return list(seen)
+#: Generations per prompt by default: enough for a clique of 3 (10 of 500, scaled) on a laptop's CPU.
+N_DEFAULT = 16
+#: Named values of ``--n``: the paper's 500 generations per prompt (Carlini et al. 2023).
+N_PRESETS = {"paper": 500}
 
 
 def candidates(items: list[Inspected], summary: PromptSummary, limit: int = MAX_CANDIDATES) -> list[Inspected]:
@@ -60,34 +76,211 @@ def candidates(items: list[Inspected], summary: PromptSummary, limit: int = MAX_
     return chosen[:limit]
 
 
+def scan_settings(*, model: str = "demo", index: str = "demo", n: int = N_DEFAULT, seed: int = 0,
+                  steps: int | None = None, guidance: float | None = None) -> dict[str, Any]:
+    """The settings that name a scan's state: a scan with other settings starts its own folder."""
+    return {"model": model, "index": index, "n": n, "seed": seed, "steps": steps, "guidance": guidance}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    from inspector.generation.sampling import write_atomic
+
+    write_atomic(path, data)
+
+
+def _json_bytes(document: Any) -> bytes:
+    return json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False, default=_plain).encode("utf-8")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # a numpy scalar
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 @dataclass
 class ScanState:
-    """Which prompts are finished, kept beside the casebook so a scan can resume."""
+    """A scan's work on disk, in a folder beside the casebook (see the module docstring for its layout)."""
 
-    path: Path
-    done: dict[str, dict[str, Any]]
+    folder: Path
+    settings: dict[str, Any]
+    casebook: Path
 
     @classmethod
-    def for_scan(cls, casebook: str | os.PathLike, prompts_file: str | os.PathLike, settings: dict) -> ScanState:
+    def for_scan(cls, casebook: str | os.PathLike, prompts_file: str | os.PathLike,
+                 settings: dict[str, Any]) -> ScanState:
+        """The state of the scan of ``prompts_file`` with ``settings``, recorded beside ``casebook``."""
         key = hashlib.sha256(json.dumps({"file": str(Path(prompts_file).resolve()), **settings},
                                         sort_keys=True).encode()).hexdigest()[:16]
-        path = Path(str(casebook) + f".scan-{key}.json")
-        done = {}
-        if path.exists():
-            try:
-                done = json.loads(path.read_text(encoding="utf-8"))["done"]
-            except (OSError, ValueError, KeyError):
-                raise UserError(f"the scan state {path} is damaged: delete it to start the scan again") from None
-        return cls(path, done)
+        return cls(Path(str(casebook) + f".scan-{key}"), dict(settings), Path(casebook))
 
-    def mark(self, prompt: str, result: dict[str, Any]) -> None:
-        self.done[prompt] = result
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".scan-", suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"done": self.done}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+    def started(self) -> bool:
+        """Whether anything of this scan is on disk (a finished prompt or a recorded image)."""
+        return self.folder.is_dir() and any(p.is_dir() for p in self.folder.iterdir())
+
+    def prompt_folder(self, prompt: str) -> Path:
+        return self.folder / hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+    def result(self, prompt: str) -> dict[str, Any] | None:
+        """The finished prompt's result, or None when it has not finished."""
+        path = self.prompt_folder(prompt) / "result.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UserError(f"the scan state {path} is damaged: delete that file to scan the prompt again") from None
+
+    def recorded(self, prompt: str) -> dict[int, dict[str, Any]]:
+        """The prompt's recorded generations, by seed: each one whose JSON and PNG are both on disk and agree.
+
+        A PNG whose bytes no longer match its record is left out (so it is made again)."""
+        records: dict[int, dict[str, Any]] = {}
+        folder = self.prompt_folder(prompt)
+        if not folder.is_dir():
+            return records
+        for path in sorted(folder.glob("seed_*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                png = path.with_suffix(".png").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if hashlib.sha256(png).hexdigest() == record.get("png_sha256"):
+                records[int(record["seed"])] = record
+        return records
+
+    def record_generation(self, prompt: str, item: Inspected, attempt: str) -> dict[str, Any]:
+        """Record one generation the moment it is made: its PNG, then its JSON (which marks it recorded).
+
+        This is the one place a scan records a generation; the record holds what a run record needs (seed,
+        PNG hash, suggested verdict, nearest distance, the attempt that made it)."""
+        from inspector.generation.sampling import seed_filename
+
+        folder = self.prompt_folder(prompt)
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_atomic(folder / "prompt.txt", prompt.encode("utf-8"))
+            if not (self.folder / "scan.json").exists():
+                _write_atomic(self.folder / "scan.json", _json_bytes({"settings": self.settings,
+                                                                      "created_at": _now()}))
+        png_path = folder / seed_filename(item.seed)
+        _write_atomic(png_path, item.png)
+        record = {
+            "seed": item.seed,
+            "position": item.position,
+            "png_sha256": hashlib.sha256(item.png).hexdigest(),
+            "attempt": attempt,
+            "recorded_at": _now(),
+            "suggested": item.suggestion.verdict,
+            "nearest_tiled_l2": item.nearest_tiled_l2,
+            "nearest": [{"item_id": nb.item_id, "source": nb.source, "tiled_l2": nb.tiled_l2}
+                        for nb in item.neighbours],
+        }
+        _write_atomic(png_path.with_suffix(".json"), _json_bytes(record))
+        return record
+
+    def png(self, prompt: str, seed: int) -> bytes:
+        from inspector.generation.sampling import seed_filename
+
+        return (self.prompt_folder(prompt) / seed_filename(seed)).read_bytes()
+
+    def finish(self, prompt: str, result: dict[str, Any]) -> None:
+        """Write the prompt's result, then delete its images: the candidates are in the casebook by now."""
+        folder = self.prompt_folder(prompt)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / "result.json", _json_bytes(result))
+        self.tidy(prompt)
+
+    def tidy(self, prompt: str) -> None:
+        """Delete a finished prompt's images (also left-overs of a kill between its result and the deletion)."""
+        for path in self.prompt_folder(prompt).glob("seed_*"):
+            path.unlink(missing_ok=True)
+
+
+def unfinished_result(prompt: str, n: int, generated: int) -> dict[str, Any]:
+    """The entry of a prompt a stopped scan did not finish: no clique, no Wen score, no findings yet."""
+    return {"prompt": prompt, "complete": False, "n": n, "generated": generated, "clique_size": None,
+            "flagged": None, "wen_score": None, "findings": []}
+
+
+@dataclass
+class ScanClock:
+    """The time a scan has left, from the sampling speed measured in this run.
+
+    Before the first image is done, the estimate is (seconds a denoising step) x (steps an image) x (images
+    left), the step time measured between the first image's step callbacks; once images are done, it is the
+    measured time an image (its neighbours and record included) x images left, plus the measured time of a
+    prompt's clique, Wen score and casebook write x prompts left. Seconds throughout.
+    """
+
+    images_left: int  # images this run has to make
+    prompts_left: int  # prompts this run has to finish
+    images_made: int = 0
+    prompts_made: int = 0
+    seconds_per_step: float | None = None
+    steps: int | None = None
+    _last_step: tuple[int, int, float] | None = None  # (image, step, time) of the latest step callback
+    _step_intervals: list[float] = field(default_factory=list)
+    _first_step_at: float | None = None
+    _image_time: float = 0.0  # summed over images made: from the step before their first step to their record
+    _image_start: float | None = None
+    _prompt_overhead: list[float] = field(default_factory=list)
+    _last_image_done: float | None = None
+
+    def on_step(self, image: int, step: int, steps: int, now: float) -> None:
+        """A sampling step ``step`` of ``steps`` (1-based) of the image made ``image``-th in this run finished."""
+        self.steps = steps
+        if self._last_step and self._last_step[0] == image and step == self._last_step[1] + 1:
+            self._step_intervals.append(now - self._last_step[2])
+            self.seconds_per_step = sum(self._step_intervals) / len(self._step_intervals)
+        elif steps == 1 and self._last_step and image == self._last_step[0] + 1:
+            self.seconds_per_step = now - self._last_step[2]  # one step an image: time between images
+        if step == 1 and self._image_start is None:
+            self._image_start = self._last_image_done if self._last_image_done is not None else \
+                now - (self.seconds_per_step or 0.0)
+        if self._first_step_at is None:
+            self._first_step_at = now
+        self._last_step = (image, step, now)
+
+    def on_image(self, now: float) -> None:
+        """An image was made and recorded."""
+        self.images_made += 1
+        if self._image_start is not None:
+            self._image_time += now - self._image_start
+        self._image_start = None
+        self._last_image_done = now
+
+    def on_prompt(self, now: float) -> None:
+        """A prompt this run worked on finished (its clique, Wen score and findings are recorded)."""
+        self.prompts_made += 1
+        if self._last_image_done is not None:
+            self._prompt_overhead.append(now - self._last_image_done)
+        self._last_image_done = now
+
+    @property
+    def seconds_per_image(self) -> float | None:
+        if self.images_made:
+            return self._image_time / self.images_made
+        if self.seconds_per_step is not None and self.steps:
+            return self.seconds_per_step * self.steps
+        return None
+
+    def eta(self) -> float | None:
+        """Seconds left for the whole scan, or None until a step time has been measured."""
+        per_image = self.seconds_per_image
+        if per_image is None:
+            return None
+        left = max(0, self.images_left - self.images_made) * per_image
+        if self._prompt_overhead:
+            left += max(0, self.prompts_left - self.prompts_made) * (sum(self._prompt_overhead)
+                                                                     / len(self._prompt_overhead))
+        return left
 
 
 def scan(
@@ -96,7 +289,7 @@ def scan(
     *,
     model: str = "demo",
     index: str = "demo",
-    n: int = 500,
+    n: int = N_DEFAULT,
     seed: int = 0,
     steps: int | None = None,
     guidance: float | None = None,
@@ -105,42 +298,147 @@ def scan(
     cancel: threading.Event | None = None,
     progress: Callable[[dict], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Scan each prompt; yield one result dict per distinct prompt (also for prompts skipped by ``resume``)."""
+    """Scan each prompt; yield one result dict per distinct prompt, in order.
+
+    A finished prompt's dict has ``"complete": True`` and the summary (clique, Wen score, finding ids); one
+    finished by an earlier run has ``"resumed": True`` as well. When ``cancel`` is set the scan stops within one
+    denoising step (the image in progress is dropped, every recorded one is kept) and yields
+    :func:`unfinished_result` for the prompt in progress and each one after it.
+
+    ``progress`` receives dicts: ``{"stage": "plan", "prompts", "finished", "n", "recorded", "images_left"}``
+    once at the start; the stages of :func:`inspector.session.inspect_prompt` with ``"prompt"``,
+    ``"prompt_index"``, ``"total"``, ``"scan_eta"`` (seconds or None) added; ``{"stage": "estimate", "eta",
+    "images_left", "prompts_left", "seconds_per_step", "steps"}`` once, as soon as the first image's sampling
+    speed is measured; and ``{"stage": "prompt done", ...}`` with the result.
+    """
+    settings = scan_settings(model=model, index=index, n=n, seed=seed, steps=steps, guidance=guidance)
+    state = ScanState.for_scan(casebook_path, prompts_file, settings)
+    if state.started() and not resume:
+        raise UserError(f"a scan of these prompts with these settings was started before: add --resume to "
+                        f"continue it, or delete {state.folder} to start again")
+    report = progress or (lambda _i: None)
+    finished = {p: r for p in prompts if (r := state.result(p)) is not None}
+    recorded = {p: len(state.recorded(p)) for p in prompts if p not in finished}
+    images_left = sum(n - k for k in recorded.values())
+    report({"stage": "plan", "prompts": len(prompts), "finished": len(finished), "n": n,
+            "recorded": sum(recorded.values()), "images_left": images_left})
+    clock = ScanClock(images_left=images_left, prompts_left=len(recorded))
+    attempt = uuid.uuid4().hex[:12]
+    estimated = False
+
+    def forward(info: dict, k: int, prompt: str) -> None:
+        nonlocal estimated
+        if info.get("stage") == "sampling" and info.get("step") and info.get("done") != info.get("n"):
+            clock.on_step(clock.images_made, info["step"], info["steps"], time.monotonic())
+            if not estimated and clock.seconds_per_step is not None and (
+                    info["step"] >= min(info["steps"], 3) or info["steps"] == 1):
+                estimated = True
+                report({"stage": "estimate", "eta": clock.eta(), "images_left": clock.images_left,
+                        "prompts_left": clock.prompts_left, "seconds_per_step": clock.seconds_per_step,
+                        "steps": clock.steps})
+        report({**info, "prompt": prompt, "prompt_index": k, "total": len(prompts), "scan_eta": clock.eta()})
+
+    for k, prompt in enumerate(prompts):
+        if prompt in finished:
+            state.tidy(prompt)
+            yield {**finished[prompt], "resumed": True}
+            continue
+        if cancel is not None and cancel.is_set():
+            yield from _unfinished(state, prompts[k:], n)
+            return
+        result = _scan_prompt(state, prompt, settings, attempt, clock, cancel,
+                              lambda info, k=k, p=prompt: forward(info, k, p))
+        if result is None:
+            yield from _unfinished(state, prompts[k:], n)
+            return
+        clock.on_prompt(time.monotonic())
+        report({**result, "stage": "prompt done", "prompt_index": k, "total": len(prompts),
+                "scan_eta": clock.eta()})
+        yield result
+
+
+def _unfinished(state: ScanState, prompts: list[str], n: int) -> Iterator[dict[str, Any]]:
+    for prompt in prompts:
+        done = state.result(prompt)
+        yield {**done, "resumed": True} if done else unfinished_result(prompt, n, len(state.recorded(prompt)))
+
+
+def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attempt: str, clock: ScanClock,
+                 cancel: threading.Event | None, progress: Callable[[dict], None]) -> dict[str, Any] | None:
+    """Make the prompt's missing generations, recording each; then its summary and candidates. None when the
+    scan was stopped before the prompt finished."""
+    model, index = settings["model"], settings["index"]
+    request = InspectRequest(prompt=prompt, n=settings["n"], seed=settings["seed"], steps=settings["steps"],
+                             guidance=settings["guidance"])
+    seeds = [request.seed + i for i in range(request.n)]
+    have = state.recorded(prompt)
+    missing = [s for s in seeds if s not in have]
+    items: dict[int, Inspected] = {}
+    records: dict[int, dict[str, Any]] = dict(have)
+    if missing:
+        def forward(info: dict) -> None:  # counts of the whole prompt, not only of this run's seeds
+            progress({**info, "prompt_done": len(have) + info.get("done", 0), "prompt_n": request.n})
+
+        for item in inspect_generations(model, index, request, seeds=missing, cancel=cancel, progress=forward):
+            records[item.seed] = state.record_generation(prompt, item, attempt)
+            items[item.seed] = item
+            clock.on_image(time.monotonic())
+        if len(items) < len(missing):
+            return None  # stopped: what was recorded stays for --resume
+    for s in have:  # made by an earlier run: the same image, its neighbours found again
+        png = state.png(prompt, s)
+        items[s] = inspect_image(index, request, s - request.seed, s, _decode(png), png, _provenance(png))
+    ordered = [items[s] for s in seeds]
+    summary = summarize_prompt(model, request, ordered, progress=progress, index_source=index)
+    ids = record_candidates(state, ordered, summary)
+    by_seed = dict(ids)
+    result = {**summary.as_dict(), "complete": True, "generated": len(ordered),
+              "findings": [fid for _s, fid in ids],
+              "made_now": len(missing), "brought_back": len(have),
+              "suggested": {v: sum(1 for i in ordered if i.suggestion.verdict == v)
+                            for v in ("memorized", "likeness?", "novel")},
+              "generations": [{**records[i.seed], "in_clique": i.in_clique, "finding": by_seed.get(i.seed)}
+                              for i in ordered],
+              "finished_at": _now()}
+    result.pop("wen_tokens", None)
+    result.pop("cancelled", None)
+    state.finish(prompt, result)
+    return result
+
+
+def record_candidates(state: ScanState, items: list[Inspected], summary: PromptSummary) -> list[tuple[int, int]]:
+    """Put the prompt's candidates in the casebook (once: a candidate already there keeps its finding);
+    return (seed, finding id) pairs. The one place a scan writes to the casebook."""
     from inspector.casebook import Casebook
 
-    settings = {"model": model, "index": index, "n": n, "seed": seed, "steps": steps, "guidance": guidance}
-    state = ScanState.for_scan(casebook_path, prompts_file, settings)
-    if state.done and not resume:
-        raise UserError(f"a scan of these prompts was started before ({len(state.done)} done): add --resume to "
-                        f"continue it, or delete {state.path} to start again")
-    report = progress or (lambda _i: None)
-    for k, prompt in enumerate(prompts):
-        if cancel is not None and cancel.is_set():
-            return
-        if prompt in state.done:
-            yield {**state.done[prompt], "resumed": True}
-            continue
-        report({"stage": "prompt", "prompt": prompt, "done": k, "total": len(prompts)})
-        request = InspectRequest(prompt=prompt, n=n, seed=seed, steps=steps, guidance=guidance)
-        items: list[Inspected] = []
-        summary: PromptSummary | None = None
-        for value in inspect_prompt(model, index, request, cancel=cancel,
-                                    progress=lambda info, k=k, p=prompt: report({**info, "prompt": p, "prompt_index": k,
-                                                                                 "total": len(prompts)})):
-            if isinstance(value, Inspected):
-                items.append(value)
-            else:
-                summary = value
-        if summary is None or summary.cancelled or (cancel is not None and cancel.is_set()):
-            return  # an unfinished prompt is scanned again on resume
-        ids = []
-        with Casebook.open(casebook_path) as book:
-            for item in candidates(items, summary):
-                finding = finding_from(item, summary)
-                digest = hashlib.sha256(finding.image_png).hexdigest()
-                existing = book.findings(prompt=prompt, seed=item.seed, image_sha256=digest, limit=1)
-                ids.append(existing[0].id if existing else book.record(finding))
-        result = {**summary.as_dict(), "findings": ids}
-        result.pop("wen_tokens", None)
-        state.mark(prompt, result)
-        yield result
+    pairs = []
+    with Casebook.open(state.casebook) as book:
+        for item in candidates(items, summary):
+            finding = finding_from(item, summary)
+            digest = hashlib.sha256(finding.image_png).hexdigest()
+            existing = book.findings(prompt=summary.prompt, seed=item.seed, image_sha256=digest, limit=1)
+            pairs.append((item.seed, existing[0].id if existing else book.record(finding)))
+    return pairs
+
+
+def _decode(png: bytes):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _provenance(png: bytes) -> dict[str, Any]:
+    from inspector.provenance import read_provenance
+
+    return read_provenance(png)
+
+
+def format_duration(seconds: float) -> str:
+    """``about 40 s``, ``about 12 min``, ``about 3.4 h``."""
+    if seconds < 90:
+        return f"about {max(1, math.ceil(seconds))} s"
+    if seconds < 90 * 60:
+        return f"about {math.ceil(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"

@@ -1,23 +1,50 @@
-"""``inspector scan PROMPTS.txt``: Carlini et al.'s generate-and-filter over many prompts, resumable."""
+"""``inspector scan PROMPTS``: Carlini et al.'s generate-and-filter over a research prompt file, resumable."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-import time
+import threading
+from typing import Any
 
 from inspector.commands import print_json
-from inspector.errors import UserError
+
+#: Exit status of a scan stopped by a signal: 128 + the signal's number, the shell's convention.
+_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _n_value(text: str) -> int:
+    from inspector.scan import N_PRESETS
+
+    if text.strip().lower() in N_PRESETS:
+        return N_PRESETS[text.strip().lower()]
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--n takes a number of generations or 'paper' (500), got {text!r}") \
+            from None
+    if not 1 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"--n must be between 1 and 10000, got {value}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scan", help="sweep a file of prompts; candidates become unlabeled findings",
-                       description="For each distinct prompt of PROMPTS.txt (one a line): N generations, their "
-                                   "nearest training images, the largest near-identical clique and the Wen score. "
-                                   "Candidates go to the casebook as unlabeled findings. Ctrl+C stops; --resume "
-                                   "continues without duplicates.")
-    p.add_argument("prompts", metavar="PROMPTS.txt")
-    p.add_argument("--n", type=int, default=500, help="generations per prompt (default 500, as in the paper)")
+    p = sub.add_parser(
+        "scan", help="sweep a research prompt file; candidates become unlabeled findings",
+        description="For each distinct prompt of PROMPTS: N generations, their nearest training images, the "
+                    "largest near-identical clique and the Wen score. Candidates go to the casebook as unlabeled "
+                    "findings. PROMPTS: .txt (one a line), .csv/.tsv with a header, .jsonl or .json (strings, or "
+                    "objects with a prompt/caption/text/TEXT key), .parquet (LAION metadata). Each image is "
+                    "recorded as it is made: Ctrl+C (or a kill) loses at most the image in progress, and "
+                    "--resume continues without making any recorded image again.")
+    p.add_argument("prompts", metavar="PROMPTS")
+    p.add_argument("--column", metavar="NAME",
+                   help="the CSV/TSV/parquet column or JSON key holding the prompts (default: the first of "
+                        "prompt, caption, text, TEXT)")
+    p.add_argument("--n", type=_n_value, default=None, metavar="N|paper",
+                   help="generations per prompt (default 16, a laptop's scale; 'paper': 500, as in Carlini et "
+                        "al.)")
     p.add_argument("--model", default="demo")
     p.add_argument("--index", default="demo")
     p.add_argument("--seed", type=int, default=0)
@@ -25,47 +52,123 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float)
     p.add_argument("--casebook", required=True, help="where the candidates are recorded")
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of the same file")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per distinct prompt")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list, one object per distinct prompt (also when stopped: unfinished "
+                        "prompts have \"complete\": false)")
     p.set_defaults(func=run)
 
 
+_WORD_KEYS = ("unknown_words", "truncated_words", "words_in_no_caption", "caption_matches", "prompt_equals_caption")
+
+
+def _row(result: dict[str, Any]) -> dict[str, Any]:
+    row = {key: result.get(key) for key in ("prompt", "clique_size", "flagged", "wen_score", "findings")}
+    row["findings"] = row["findings"] or []
+    row.update(complete=bool(result.get("complete")), generated=result.get("generated"), n=result.get("n"))
+    # The prompt's words (inspector.prompt_words): words the model cannot read, captions matching the prompt.
+    row["notes"] = result.get("notes") or []
+    row.update({k: result[k] for k in _WORD_KEYS if k in result})
+    return row
+
+
+class _Progress:
+    """The lines on stderr: the plan, the estimate before the first image, a live line, one line a prompt."""
+
+    def __init__(self, total: int, n: int, live: bool):
+        self.total, self.n, self.live = total, n, live
+
+    def __call__(self, info: dict) -> None:
+        from inspector.scan import format_duration
+
+        stage = info.get("stage")
+        if stage == "plan":
+            left = info["images_left"]
+            if info["finished"] or info["recorded"]:
+                self._say(f"resuming: {info['finished']} of {info['prompts']} prompts finished, {info['recorded']} "
+                          f"images of unfinished prompts already recorded; {left} images left to make")
+            else:
+                self._say(f"{info['prompts']} prompts x {info['n']} images: {left} images to make")
+        elif stage == "estimate":
+            self._say(f"estimate: {format_duration(info['eta'])} for the {info['images_left']} images left "
+                      f"({info['seconds_per_step']:.2f} s a step, {info['steps']} steps an image, measured on "
+                      f"the first image), plus each prompt's clique and Wen score")
+        elif stage == "prompt done":
+            flag = "FLAGGED" if info["flagged"] else "not flagged"
+            eta = f"; {format_duration(info['scan_eta'])} left" if info.get("scan_eta") else ""
+            self._say(f"prompt {info['prompt_index'] + 1}/{info['total']} done: clique {info['clique_size']} of "
+                      f"{info['generated']} ({flag}), {len(info['findings'])} findings{eta}")
+        elif self.live and "prompt_index" in info:
+            line = f"prompt {info['prompt_index'] + 1}/{info['total']}"
+            if stage == "sampling":
+                line += f", image {info.get('prompt_done', info['done']) + 1}/{info.get('prompt_n', info['n'])}" \
+                        f", step {info['step']}/{info['steps']}"
+            elif stage:
+                line += f", {stage}"
+            if info.get("scan_eta") is not None:
+                line += f", {format_duration(info['scan_eta'])} left"
+            print("\r" + line.ljust(79), end="", file=sys.stderr, flush=True)
+
+    def _say(self, text: str) -> None:
+        print(("\r" + " " * 79 + "\r" if self.live else "") + text, file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    from inspector.scan import read_prompts, scan
+    from inspector.scan import N_DEFAULT, ScanState, load_prompt_file, scan, scan_settings, unfinished_result
 
-    if not 1 <= args.n <= 10000:
-        raise UserError(f"--n must be between 1 and 10000, got {args.n}")
-    prompts = read_prompts(args.prompts)
-    started = time.monotonic()
+    n = args.n if args.n is not None else N_DEFAULT
+    source = load_prompt_file(args.prompts, args.column)
+    prompts = source.prompts
+    print(f"scan: {source.describe()}", file=sys.stderr)
+    cancel = threading.Event()
+    stopped_by: list[int] = []
 
-    def progress(info: dict) -> None:
-        k, total = info.get("prompt_index", info.get("done", 0)), info.get("total", len(prompts))
-        elapsed = time.monotonic() - started
-        line = f"prompt {k + 1}/{total}"
-        if info.get("stage") == "sampling":
-            line += f", image {info['done']}/{info['n']}"
-        if k:
-            line += f", about {elapsed / k * (total - k) / 60:.1f} min left"
-        print("\r" + line.ljust(70), end="", file=sys.stderr, flush=True)
+    def on_signal(signum, _frame) -> None:
+        if cancel.is_set():  # a second signal: stop now (recorded images are whole files either way)
+            raise KeyboardInterrupt
+        stopped_by.append(signum)
+        cancel.set()
+        print("\nstopping after the current step (again to stop at once)…", file=sys.stderr, flush=True)
 
-    results = []
+    previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNAL_EXIT}
+    results: list[dict[str, Any]] = []
     try:
-        for result in scan(prompts, args.casebook, model=args.model, index=args.index, n=args.n, seed=args.seed,
+        for result in scan(prompts, args.casebook, model=args.model, index=args.index, n=n, seed=args.seed,
                            steps=args.steps, guidance=args.guidance, resume=args.resume,
-                           prompts_file=args.prompts, progress=progress):
+                           prompts_file=args.prompts, cancel=cancel,
+                           progress=_Progress(len(prompts), n, sys.stderr.isatty())):
             results.append(result)
     except KeyboardInterrupt:
-        print(f"\ninterrupted after {len(results)} prompts: run again with --resume to continue", file=sys.stderr)
-        return 130
-    print(file=sys.stderr)
-    rows = [{"prompt": r["prompt"], "clique_size": r["clique_size"], "flagged": r["flagged"],
-             "wen_score": r["wen_score"], "findings": r["findings"]} for r in results]
+        stopped_by.append(stopped_by[0] if stopped_by else signal.SIGINT)
+        state = ScanState.for_scan(args.casebook, args.prompts, scan_settings(
+            model=args.model, index=args.index, n=n, seed=args.seed, steps=args.steps, guidance=args.guidance))
+        results += [unfinished_result(p, n, len(state.recorded(p))) for p in prompts[len(results):]]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    rows = [_row(r) for r in results]
+    unfinished = [r for r in rows if not r["complete"]]
+    if unfinished:
+        first = unfinished[0]
+        print(f"\nstopped: {len(rows) - len(unfinished)} of {len(rows)} prompts finished; “{first['prompt'][:60]}” "
+              f"has {first['generated']} of {n} images recorded. Run the same command with --resume to "
+              "continue.", file=sys.stderr)
     if args.json:
         print_json(rows)
-        return 0
+    else:
+        _print_table(rows)
+    return _SIGNAL_EXIT.get(stopped_by[0], 130) if unfinished and stopped_by else (1 if unfinished else 0)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
     width = min(50, max(len(r["prompt"]) for r in rows))
     print(f"{'prompt':<{width}}  clique  flagged  wen     findings")
     for r in rows:
+        if not r["complete"]:
+            print(f"{r['prompt'][:width]:<{width}}  unfinished: {r['generated']} of {r['n']} images recorded")
+            continue
         wen = f"{r['wen_score']:.3f}" if r["wen_score"] is not None else "-"
         print(f"{r['prompt'][:width]:<{width}}  {r['clique_size']:>6}  {'YES' if r['flagged'] else 'no':>7}  "
               f"{wen:<6}  {len(r['findings'])}")
-    return 0
+    for r in rows:
+        for note in r["notes"]:
+            print(f"note on “{r['prompt']}”: {note}")

@@ -237,6 +237,7 @@ def test_an_index_built_before_caption_search_is_scanned_with_a_note_and_resume_
         assert best.exact and best.images == 2 and best.unique_images == 2
         assert index.caption_vocabulary_missing(["fox", "zebra"]) == ["zebra"]
         assert "--resume" in index.caption_search_note()
+        assert index.info(disk_usage=False)["captions"] == {"distinct": 3, "full_text_search": False}
     build_index(src, out, resume=True, workers=1)
     with TrainingIndex.open(out) as index:
         assert index.caption_search_note() is None
@@ -284,3 +285,17 @@ def test_inspect_prints_the_notes_and_names_unknown_words_among_the_steering_wor
     out = capsys.readouterr().out
     assert "note: the model's tokenizer does not know: morning" in out
     assert "morning" in out and "(unknown to the model)" in out
+
+
+def test_the_demo_index_gains_caption_search_when_opened_by_a_newer_inspector(tmp_path):
+    from inspector.training_index import demo_index
+
+    with demo_index(tmp_path) as index:
+        folder = index.folder
+    with sqlite3.connect(folder / "index.db") as conn:  # as an index written before caption search
+        for table in ("caption_terms", "caption_search", "caption_counts"):
+            conn.execute(f"DROP TABLE {table}")
+    with demo_index(tmp_path) as index:
+        assert index.has_caption_search
+        assert index.info(disk_usage=False)["captions"] == {"distinct": 7, "full_text_search": True}
+        assert index.match_captions("the cameraman")[0].exact

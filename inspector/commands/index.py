@@ -194,6 +194,10 @@ def run_info(args: argparse.Namespace) -> int:
           f"({info['feature']['dim']} values), FAISS {info['faiss']['type']}")
     if info["semantic"]:
         print(f"semantic      CLIP {info['semantic']['model']} ({info['semantic']['dim']} values)")
+    caps = info["captions"]
+    print(f"captions      {caps['distinct']} distinct, " + (
+        "full-text search" if caps["full_text_search"] else
+        "no caption index (built by an older version: `index build SRC --out DIR --resume` adds it)"))
     b = info["bytes"]
     print(f"disk          {_mb(b['total'])} (database {_mb(b['database'])}, features {_mb(b['features'])}, "
           f"pixels {_mb(b['pixels'])}, FAISS {_mb(b['faiss'])}, thumbnails {_mb(b['thumbnails'])})")

@@ -94,7 +94,10 @@ def demo_index(cache_dir: str | os.PathLike | None = None, progress: Any = None)
         cache_dir = platformdirs.user_cache_dir("memorization-inspector")
     folder = Path(cache_dir) / f"demo-index-{_fingerprint(training)}"
     try:
-        return TrainingIndex.open(folder)
+        index = TrainingIndex.open(folder)
+        if index.has_caption_search:
+            return index
+        index.close()  # built before caption search: resuming adds the caption tables (seconds)
     except TrainingIndexError:
         pass  # not built yet, or interrupted: build or resume it below
     build_index(training, folder, resume=True, comparison_size=None if (folder / "manifest.json").exists()

@@ -144,8 +144,7 @@ class CaptionSearch:
         if self.has_tables:
             with self.lock:
                 return int(self.conn.execute(f"SELECT COUNT(*) FROM {CAPTIONS_TABLE}").fetchone()[0])
-        scanned = self._scan()
-        return len(scanned) if scanned is not None else int(self._distinct_count())
+        return len(self._scanned) if self._scanned is not None else self._distinct_count()
 
     def note(self) -> str | None:
         """Why caption answers are slower or missing for this index, or None."""

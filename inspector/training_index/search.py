@@ -496,6 +496,12 @@ class TrainingIndex:
                 self._captions = CaptionSearch(self._conn, self._lock)
             return self._captions
 
+    @property
+    def has_caption_search(self) -> bool:
+        """The index has the caption tables (schema 2); an older one is scanned instead (see
+        :meth:`caption_search_note`)."""
+        return self._caption_search().has_tables
+
     def caption_count(self) -> int:
         """Distinct non-empty captions in the index (0 when it has none)."""
         return self._caption_search().caption_count()
@@ -559,6 +565,7 @@ class TrainingIndex:
             "semantic": None if not m.get("semantic") else {
                 "model": m["semantic"]["model"], "dim": m["semantic"]["dim"], "available": self.semantic_problem
                 is None, "problem": self.semantic_problem},
+            "captions": {"distinct": self.caption_count(), "full_text_search": self.has_caption_search},
             "versions": m["versions"],
         }
         if disk_usage:

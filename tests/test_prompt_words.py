@@ -299,3 +299,18 @@ def test_the_demo_index_gains_caption_search_when_opened_by_a_newer_inspector(tm
         assert index.has_caption_search
         assert index.info(disk_usage=False)["captions"] == {"distinct": 7, "full_text_search": True}
         assert index.match_captions("the cameraman")[0].exact
+
+
+@needs_demo
+def test_scan_json_names_the_unknown_words_of_each_prompt(tmp_path, capsys):
+    from inspector.cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("morning cup\na cup of coffee\n", encoding="utf-8")
+    assert main(["scan", str(prompts), "--n", "1", "--steps", "2", "--casebook", str(tmp_path / "cb.db"),
+                 "--json"]) == 0
+    rows = {r["prompt"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["morning cup"]["unknown_words"] == ["morning"]
+    assert rows["morning cup"]["words_in_no_caption"] == ["morning"]
+    assert any("does not know: morning" in n for n in rows["morning cup"]["notes"])
+    assert rows["a cup of coffee"]["prompt_equals_caption"] is True

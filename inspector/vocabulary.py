@@ -145,6 +145,7 @@ def token_limit(tokenizer: Any) -> int | None:
 
 
 _known_lock = threading.Lock()
+_call_lock = threading.Lock()
 _known_cache: dict[str, frozenset[str] | None] = {}
 
 
@@ -187,8 +188,9 @@ def tokenizer_words(tokenizer: Any, prompt: str) -> tuple[list[PromptWord], int]
     (words, tokens_needed)
         ``tokens_needed`` counts the markers too, so it compares with :func:`token_limit`.
     """
-    enc = tokenizer(prompt, truncation=False, add_special_tokens=True, return_offsets_mapping=True,
-                    return_special_tokens_mask=True, verbose=False)
+    with _call_lock:  # a fast tokenizer changes its truncation setting per call: one call at a time
+        enc = tokenizer(prompt, truncation=False, add_special_tokens=True, return_offsets_mapping=True,
+                        return_special_tokens_mask=True, verbose=False)
     ids = list(enc["input_ids"])
     offsets = [tuple(o) for o in enc["offset_mapping"]]
     special = list(enc["special_tokens_mask"])

@@ -551,13 +551,13 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
             raise _out_of_memory(model, exc) from exc
         except (ValueError, TypeError) as exc:
             if _raised_in_scheduler(exc):
-                raise _scheduler_failure(scheduler, exc) from exc
+                raise _scheduler_failure(scheduler, p.steps, exc) from exc
             raise GenerationError(f"the model refused these settings: {_first_line(exc)}") from exc
         except RuntimeError as exc:
             if "out of memory" in str(exc).lower():
                 raise _out_of_memory(model, exc) from exc
             if _raised_in_scheduler(exc):
-                raise _scheduler_failure(scheduler, exc) from exc
+                raise _scheduler_failure(scheduler, p.steps, exc) from exc
             raise GenerationError(f"sampling failed on {model.device} ({model.dtype}): {_first_line(exc)}") from exc
         finally:
             pipe._interrupt = False
@@ -591,9 +591,11 @@ def _raised_in_scheduler(exc: BaseException) -> bool:
     return deepest is not None and deepest.parent.name == "schedulers"
 
 
-def _scheduler_failure(scheduler: Any, exc: BaseException) -> GenerationError:
-    return GenerationError(f"the scheduler {type(scheduler).__name__} failed with its config "
-                           f"({type(exc).__name__}: {_first_line(exc)}); pick another scheduler, or fix the config")
+def _scheduler_failure(scheduler: Any, steps: int, exc: BaseException) -> GenerationError:
+    # Some schedulers need a minimum number of steps (PNDM's Runge-Kutta warm-up: 4), hence the count.
+    return GenerationError(f"the scheduler {type(scheduler).__name__} failed with its config at {steps} steps "
+                           f"({type(exc).__name__}: {_first_line(exc)}); pick another scheduler or more steps, "
+                           "or fix the config")
 
 
 def _out_of_memory(model: LoadedModel, exc: BaseException) -> GenerationOutOfMemory:

@@ -350,7 +350,8 @@ def heatmap_pictures(generation_png: bytes, n: Neighbour, tile_grid: bool = Fals
     exact = arrays is not None
     if arrays is None:
         if not n.thumbnail_png:
-            raise ValueError("neither the compared pixels nor a thumbnail of this training image were stored")
+            raise ValueError(f"neither the compared pixels nor a thumbnail of this {role_words(n.index_role).image} "
+                             "were stored")
         thumb = _open(n.thumbnail_png)
         side = max(8, min(HEATMAP_SIDE, *thumb.size))
         arrays = canonical(_open(generation_png), side), canonical(thumb, side)

@@ -58,7 +58,7 @@ _WORDS = {
     REFERENCE: RoleWords(
         role=REFERENCE, image="reference image", images="reference images", collection="your reference collection",
         within="in your collection", index_name="reference index",
-        index_a="a reference index (your collection, not the model's training set)",
+        index_a="a reference index (a collection to check against)",
         role_name="reference collection"),
 }
 

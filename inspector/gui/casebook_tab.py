@@ -89,7 +89,7 @@ class CasebookTab(QWidget):
             self.label_filter.addItem(LABEL_WORDS[key], key)
         self.label_filter.setToolTip("Show only findings with this label")
         self.search = QLineEdit()
-        self.search.setPlaceholderText("search prompts, notes and training captions")
+        self.search.setPlaceholderText("search prompts, notes and the captions of nearest images")
         self.search.setClearButtonEnabled(True)
         self.refresh = QPushButton("Refresh")
         self.reproduce = QPushButton("Reproduce")

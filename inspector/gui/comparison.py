@@ -1,5 +1,8 @@
-"""The comparison panel: the selected generation large, its four nearest training images beside it, each with
-caption, source, duplicate count and the distances in plain words, and a heatmap toggle (H)."""
+"""The comparison panel: the selected generation large, its four nearest indexed images beside it, each with
+caption, source file and url, duplicate count and the distances in plain words, and a heatmap toggle (H).
+
+Every word about the neighbours follows the role of the index searched (inspector.roles): "training image"
+for the model's training set, "reference image" / "in your collection" for a reference collection."""
 
 from __future__ import annotations
 
@@ -8,15 +11,8 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePol
 
 from inspector.gui.images import qimage_from_array, qimage_from_png, scaled_pixmap
 from inspector.gui.plain import PlainLabel, escape, plain_tooltip
-from inspector.gui.style import (
-    CAL_TIP,
-    DUP_TIP,
-    L2_TIP,
-    SSIM_TIP,
-    THRESHOLD_TIP,
-    VERDICT_COLOURS,
-    VERDICT_WORDS,
-)
+from inspector.gui.style import VERDICT_COLOURS, VERDICT_WORDS, role_tips
+from inspector.roles import describe_index, origin_words, role_of, role_words
 
 HEATMAP_MODES = ("none", "pixel", "tiles", "ssim")
 HEATMAP_WORDS = {
@@ -28,6 +24,11 @@ HEATMAP_WORDS = {
 THRESHOLD = 0.15
 
 
+def heatmap_words(mode: str, role: str | None = None) -> str:
+    """What the picture shows in ``mode``; "none" is the neighbour itself, named by the index's role."""
+    return role_words(role).image if mode == "none" else HEATMAP_WORDS[mode]
+
+
 def _words(tiled: float) -> str:
     if tiled <= THRESHOLD:
         return "near copy"
@@ -37,7 +38,7 @@ def _words(tiled: float) -> str:
 
 
 class NeighbourCard(QFrame):
-    """One training image near the generation, with its evidence."""
+    """One indexed image (training or reference) near the generation, with its evidence."""
 
     SIDE = 150
 
@@ -53,14 +54,13 @@ class NeighbourCard(QFrame):
         self.picture.setStyleSheet("background: #eee")
         self.caption = PlainLabel()  # a training caption: data, shown as it is
         self.caption.setWordWrap(True)
+        self.role: str | None = None  # the role of the index the neighbour shown came from
         self.tiled = QLabel()
         self.tiled.setWordWrap(True)
-        self.tiled.setToolTip(THRESHOLD_TIP.format(t=THRESHOLD))
         self.others = QLabel()
         self.others.setWordWrap(True)
-        self.others.setToolTip("\n\n".join([L2_TIP, SSIM_TIP, CAL_TIP]))
         self.dups = PlainLabel()
-        self.dups.setToolTip(DUP_TIP)
+        self._set_role_tips()
         self.source = PlainLabel()
         self.source.setWordWrap(True)
         self.source.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -83,17 +83,28 @@ class NeighbourCard(QFrame):
             w.setText("")
         self._views = {}
 
+    def _set_role_tips(self) -> None:
+        tips = role_tips(self.role)
+        self.tiled.setToolTip(tips["threshold"])
+        self.others.setToolTip(tips["others"])
+        self.dups.setToolTip(tips["duplicates"])
+
     def show_neighbour(self, nb, thumbnail_png: bytes | None = None) -> None:
-        self.caption.setText(f"“{nb.caption}”" if nb.caption else "(no caption)")
+        self.role = getattr(nb, "index_role", None) or "training"
+        words = role_words(self.role)
+        self._set_role_tips()
+        named = " (from the file name)" if getattr(nb, "caption_source", None) == "the file name" else ""
+        self.caption.setText(f"“{nb.caption}”{named}" if nb.caption else "(no caption)")
         self.tiled.setText(f"<b>tiled l2 {nb.tiled_l2:.2f}</b>: {_words(nb.tiled_l2)} (threshold {THRESHOLD:.2f})")
         cal = f" · calibrated {nb.calibrated_l2:.2f}" if nb.calibrated_l2 is not None else ""
         size = f" · compared at {nb.comparison_size} px" if nb.comparison_size else ""
         self.others.setText(f"l2 {nb.l2:.3f} · SSIM {nb.ssim:.2f}{cal}{size}")
         self._size = nb.comparison_size
-        times = "once" if nb.duplicate_count == 1 else f"{nb.duplicate_count} times"
-        self.dups.setText(f"in training: {times}")
-        self.source.setText(nb.source)
-        self.source.setToolTip(plain_tooltip(nb.source + (f"\nlicence: {nb.licence}" if nb.licence else "")))
+        self.dups.setText(words.count(nb.duplicate_count))
+        origin = origin_words(getattr(nb, "url", None))
+        self.source.setText(nb.source + (f"\n{origin}" if origin else ""))  # the local file, then where from
+        self.source.setToolTip(plain_tooltip(nb.source + (f"\n{origin}" if origin else "")
+                                             + (f"\nlicence: {nb.licence}" if nb.licence else "")))
         self.title.setText(f"nearest {self.rank}")
         self.title.setStyleSheet(
             "font-weight: bold; color: %s" % ("#c82828" if nb.tiled_l2 <= THRESHOLD else "palette(text)"))
@@ -113,7 +124,7 @@ class NeighbourCard(QFrame):
         pic = self._views.get(mode)
         if pic is not None:
             self.picture.setPixmap(scaled_pixmap(qimage_from_array(pic), self.SIDE))
-            self.picture.setToolTip(HEATMAP_WORDS[mode] + (
+            self.picture.setToolTip(heatmap_words(mode, self.role) + (
                 f", computed at {self._size} x {self._size} px from the two images the distances came from"
                 if self._size and mode != "none" else ""))
 
@@ -140,6 +151,10 @@ class ComparisonPanel(QWidget):
         self.details.setWordWrap(True)
         self.details.setMaximumWidth(self.GEN_SIDE)
         self.details.setStyleSheet("color: #555")
+        self.searched = PlainLabel()  # the index compared with, in its role's words
+        self.searched.setWordWrap(True)
+        self.searched.setMaximumWidth(self.GEN_SIDE)
+        self.role: str | None = None
         self.mode_label = QLabel()
         self.legend = QLabel()
         left_box = QWidget()
@@ -150,6 +165,7 @@ class ComparisonPanel(QWidget):
         left.addWidget(self.generation)
         left.addWidget(self.verdict)
         left.addWidget(self.details)
+        left.addWidget(self.searched)
         left.addStretch(1)
         self.cards = [NeighbourCard(r + 1) for r in range(4)]
         grid = QGridLayout()
@@ -173,6 +189,8 @@ class ComparisonPanel(QWidget):
         self.gen_title.setText("Select a generation")
         self.verdict.setText("")
         self.details.setText("")
+        self.searched.setText("")
+        self.searched.setToolTip("")
         for card in self.cards:
             card.clear()
 
@@ -195,6 +213,13 @@ class ComparisonPanel(QWidget):
             + (f" (weights {sha}…)" if sha else ""))
         self.details.setToolTip("Everything needed to make this image again is stored inside its PNG and in the "
                                 "casebook: prompt, seed, steps, guidance, scheduler, model weights hash, versions.")
+        index = getattr(item, "index", None)
+        self.role = (index or {}).get("role") or role_of(item.neighbours)
+        words = role_words(self.role)
+        where = f": {index['source']} ({index['images']} images)" if index and index.get("source") else ""
+        self.searched.setText(f"compared with {words.collection}{where}")
+        self.searched.setToolTip(plain_tooltip(describe_index(index) if index else words.role_name))
+        self._update_mode_label()
         for k, card in enumerate(self.cards):
             if k < len(item.neighbours):
                 card.show_neighbour(item.neighbours[k], thumbnails[k] if thumbnails else None)
@@ -219,7 +244,7 @@ class ComparisonPanel(QWidget):
 
     def _update_mode_label(self) -> None:
         self.mode_label.setText("Nearest 1-4 ordered by tiled l2 (nearest 1 is the image the suggestion is "
-                                f"about). Showing: <b>{HEATMAP_WORDS[self.mode]}</b> — press H to cycle "
+                                f"about). Showing: <b>{heatmap_words(self.mode, self.role)}</b> — press H to cycle "
                                 "none / pixel difference / tile grid / SSIM map")
         if self.mode == "none":
             self.legend.clear()

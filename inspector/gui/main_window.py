@@ -122,10 +122,14 @@ class MainWindow(QMainWindow):
         b.clicked.connect(self._pick_model)
         top.addWidget(b)
         top.addSpacing(12)
-        top.addWidget(QLabel("Training index"))
+        top.addWidget(QLabel("Index"))
         top.addWidget(self.index_box, 1)
+        # The picker shows what the index holds: the model's training set, or a reference collection.
+        self.index_role = PlainLabel()
+        self.index_role.setStyleSheet("color: #555")
+        top.addWidget(self.index_role)
         b = QPushButton("Folder…")
-        b.setToolTip("Pick an index folder made by `inspector index build`")
+        b.setToolTip("Pick an index folder made by `inspector index build` (training set or reference collection)")
         b.clicked.connect(self._pick_index)
         top.addWidget(b)
         top.addSpacing(12)
@@ -141,7 +145,7 @@ class MainWindow(QMainWindow):
         self.header = PlainLabel("No generations yet: type a prompt and press Ctrl+Enter.")
         self.sort_box = QComboBox()
         self.sort_box.addItems(["nearest distance", "generation order"])
-        self.sort_box.setToolTip("Order of the grid: closest to a training image first, or as generated")
+        self.sort_box.setToolTip("Order of the grid: closest to an image of the index first, or as generated")
         self.sort_box.currentIndexChanged.connect(lambda i: self.grid.sort_by_distance(i == 0))
         self.strip = DistanceStrip()
         self.comparison = ComparisonPanel()
@@ -203,6 +207,7 @@ class MainWindow(QMainWindow):
         self.model_box.currentTextChanged.connect(self._word_timer.start)
         self.prompt_panel.prompt.textChanged.connect(self._word_timer.start)
         self.index_box.currentTextChanged.connect(self._sources_changed)
+        self.index_box.currentTextChanged.connect(self._show_index_role)
 
         for keys, slot in (
             ("Ctrl+Return", self.start_generation), ("Ctrl+Enter", self.start_generation),
@@ -212,6 +217,7 @@ class MainWindow(QMainWindow):
         ):
             QShortcut(QKeySequence(keys), self, activated=slot)
         self._sources_changed()
+        self._show_index_role()
         self.resize(1440, 960)
 
     # --- sources -----------------------------------------------------------------------------------------------
@@ -259,8 +265,30 @@ class MainWindow(QMainWindow):
         if folder:
             self.model_box.setCurrentText(folder)
 
+    def _show_index_role(self) -> None:
+        """Beside the index picker: its role and size, from its manifest (a small JSON file, read here)."""
+        from inspector.roles import describe_index, role_words
+        from inspector.training_index.store import TrainingIndexError, identity, read_manifest
+
+        source = self.index_source
+        if source == DEMO:
+            text, tip = "training set (demo)", "The demo model's own training set (built on first use)."
+        else:
+            try:
+                manifest = read_manifest(Path(source))
+            except TrainingIndexError as exc:
+                text, tip = "not an index yet", str(exc)
+            else:
+                ident = identity(manifest, source)
+                text = f"{role_words(ident['role']).role_name} · {ident['images']} images"
+                if manifest.get("status") != "complete":
+                    text += " · unfinished build"
+                tip = describe_index(ident)
+        self.index_role.setText(text)
+        self.index_role.setToolTip(plain_tooltip(tip))
+
     def _pick_index(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Training index folder")
+        folder = QFileDialog.getExistingDirectory(self, "Index folder (a training set or a reference collection)")
         if folder:
             self.index_box.setCurrentText(folder)
 
@@ -369,6 +397,10 @@ class MainWindow(QMainWindow):
         if isinstance(value, Inspected):
             first = self.grid.source.rowCount() == 0
             self.grid.source.append(value)
+            if first:
+                role = (value.index or {}).get("role")
+                self.strip.set_role(role)
+                self.label_bar.set_role(role)
             self.strip.set_values([strip_value(i) for i in self.grid.source.items()])
             self.header.setText(f"{self.grid.source.rowCount()} of {self._request.n} generations of "
                                 f"“{self._request.prompt}”")
@@ -565,7 +597,7 @@ class MainWindow(QMainWindow):
         item = Inspected(position=0, seed=finding.seed, image=image, png=finding.image_png,
                          provenance=finding.provenance, neighbours=finding.neighbours,
                          suggestion=Suggestion(finding.suggested_verdict or "novel", finding.suggestion_reason),
-                         finding_id=finding.id, label=finding.label, notes=finding.notes)
+                         finding_id=finding.id, label=finding.label, notes=finding.notes, index=finding.index)
         self.casebook_tab.comparison.show_generation(item, [nb.thumbnail_png for nb in finding.neighbours])
         self.casebook_tab.message.setText(f"Finding #{finding.id}: label {finding.label}; reviewer "
                                           f"{finding.reviewer or '—'}; notes: {finding.notes or '—'}")

@@ -156,15 +156,8 @@ class LabelBar(QWidget):
         super().__init__(parent)
         self.buttons = {}
         lay = QHBoxLayout(self)
-        specs = [
-            ("memorized", "1  Memorized", "A near copy of one training image (whole image, small pixel distance)."),
-            ("likeness-only", "2  Likeness only", "Shows the same subject as training images, but no training "
-                                                    "image is a near copy (the “Obama” case)."),
-            ("novel", "3  Novel", "Neither a copy nor a likeness of the training images."),
-        ]
-        for label, text, tip in specs:
+        for label, text in (("memorized", "1  Memorized"), ("likeness-only", "2  Likeness only"), ("novel", "3  Novel")):
             b = QPushButton(text)
-            b.setToolTip(tip + " Writes to the casebook at once and moves to the next unlabeled generation.")
             b.clicked.connect(lambda _=False, lab=label: self.label_requested.emit(lab))
             b.setEnabled(False)
             self.buttons[label] = b
@@ -188,6 +181,21 @@ class LabelBar(QWidget):
         self.state = PlainLabel("")
         self.state.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         lay.addWidget(self.state)
+        self.set_role(None)
+
+    def set_role(self, role: str | None) -> None:
+        """Explain the labels in the words of the index's role: training images, or your reference images."""
+        from inspector.roles import role_words
+
+        w = role_words(role)
+        tips = {
+            "memorized": f"A near copy of {w.a_image} (whole image, small pixel distance).",
+            "likeness-only": f"Shows the same subject as {w.images}, but no {w.image} is a near copy (the "
+                             "“Obama” case).",
+            "novel": f"Neither a copy nor a likeness of the {w.images}.",
+        }
+        for label, b in self.buttons.items():
+            b.setToolTip(tips[label] + " Writes to the casebook at once and moves to the next unlabeled generation.")
 
     def set_enabled(self, on: bool) -> None:
         for b in self.buttons.values():

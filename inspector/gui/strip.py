@@ -21,15 +21,24 @@ class DistanceStrip(QWidget):
         self.wen: float | None = None
         self.setMinimumHeight(46)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self._extra = ""
+        self.set_role(None)
+
+    def set_role(self, role: str | None) -> None:
+        """Name the neighbours in the words of the index's role ("training" or "reference")."""
+        from inspector.roles import role_words
+
         self.explanation = (
-            "Each mark is one generation, placed by the tiled l2 to its nearest training image (left = closer). "
-            "Marks left of the red 0.15 line are near copies. The clique counts generations that are near "
-            "copies of each other (Carlini et al.: a large clique flags a memorized prompt, without training data). "
-            "The Wen score measures how hard the prompt's words steer the model (higher = more suspicious).")
-        self.set_extra_tip("")
+            f"Each mark is one generation, placed by the tiled l2 to its nearest {role_words(role).image} (left = "
+            "closer). Marks left of the red 0.15 line are near copies. The clique counts generations that are near "
+            "copies of each other (Carlini et al.: a large clique flags a memorized prompt without looking at any "
+            "index). The Wen score measures how hard the prompt's words steer the model (higher = more "
+            "suspicious).")
+        self.set_extra_tip(self._extra)
 
     def set_extra_tip(self, extra: str) -> None:
         """The tooltip: the explanation, then ``extra`` (about this prompt, so it may quote its words)."""
+        self._extra = extra
         self.setToolTip(plain_tooltip(self.explanation + (f"\n\n{extra}" if extra else "")))
 
     def set_values(self, values: list[float]) -> None:

@@ -75,6 +75,8 @@ def test_a_portfolio_built_with_role_reference_says_so_on_every_command(portfoli
     assert main(["index", "info", str(out)]) == 0
     info = capsys.readouterr()
     assert "role          reference" in info.out and "content hash" in info.out
+    assert main(["index", "info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["index"]["role"] == "reference"
     query = tmp_path_factory.mktemp("query") / "generation.png"
     Image.fromarray(near_copy_of(0)).save(query)
     assert main(["index", "query", str(out), str(query), "--k", "2"]) == 0

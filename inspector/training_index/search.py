@@ -544,6 +544,7 @@ class TrainingIndex:
             "index_id": self.index_id,
             "role": self.role,
             "content_hash": self.identity()["content_hash"],
+            "index": self.identity(),  # the same identity every other --json names the index by
             "status": m["status"],
             "source": m["source"],
             "created": m["created"],

@@ -230,6 +230,7 @@ class ScanClock:
     _first_step_at: float | None = None
     _image_time: float = 0.0  # summed over images made: from the step before their first step to their record
     _image_start: float | None = None
+    _start_is_step_one: bool = False  # the start was taken at the end of step 1: add that step's time
     _prompt_overhead: list[float] = field(default_factory=list)
     _last_image_done: float | None = None
 
@@ -242,8 +243,8 @@ class ScanClock:
         elif steps == 1 and self._last_step and image == self._last_step[0] + 1:
             self.seconds_per_step = now - self._last_step[2]  # one step an image: time between images
         if step == 1 and self._image_start is None:
-            self._image_start = self._last_image_done if self._last_image_done is not None else \
-                now - (self.seconds_per_step or 0.0)
+            self._start_is_step_one = self._last_image_done is None
+            self._image_start = now if self._start_is_step_one else self._last_image_done
         if self._first_step_at is None:
             self._first_step_at = now
         self._last_step = (image, step, now)
@@ -252,7 +253,8 @@ class ScanClock:
         """An image was made and recorded."""
         self.images_made += 1
         if self._image_start is not None:
-            self._image_time += now - self._image_start
+            first_step = (self.seconds_per_step or 0.0) if self._start_is_step_one else 0.0
+            self._image_time += now - self._image_start + first_step
         self._image_start = None
         self._last_image_done = now
 
@@ -375,6 +377,7 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
     missing = [s for s in seeds if s not in have]
     items: dict[int, Inspected] = {}
     records: dict[int, dict[str, Any]] = dict(have)
+    run_id = _prompt_run(state, prompt, request, progress)
     if missing:
         def forward(info: dict) -> None:  # counts of the whole prompt, not only of this run's seeds
             progress({**info, "prompt_done": len(have) + info.get("done", 0), "prompt_n": request.n})
@@ -384,13 +387,16 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
             items[item.seed] = item
             clock.on_image(time.monotonic())
         if len(items) < len(missing):
+            _finish_run(state, run_id, None, None, cancelled=len(have) + len(items))
             return None  # stopped: what was recorded stays for --resume
     for s in have:  # made by an earlier run: the same image, its neighbours found again
         png = state.png(prompt, s)
         items[s] = inspect_image(index, request, s - request.seed, s, _decode(png), png, _provenance(png))
     ordered = [items[s] for s in seeds]
     summary = summarize_prompt(model, request, ordered, progress=progress, index_source=index)
-    ids = record_candidates(state, ordered, summary)
+    ids = record_candidates(state, ordered, summary, run_id=run_id)
+    _finish_run(state, run_id, ordered, summary)
+    summary.run_id = run_id
     by_seed = dict(ids)
     result = {**summary.as_dict(), "complete": True, "generated": len(ordered),
               "findings": [fid for _s, fid in ids],
@@ -406,9 +412,11 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
     return result
 
 
-def record_candidates(state: ScanState, items: list[Inspected], summary: PromptSummary) -> list[tuple[int, int]]:
-    """Put the prompt's candidates in the casebook (once: a candidate already there keeps its finding);
-    return (seed, finding id) pairs. The one place a scan writes to the casebook."""
+def record_candidates(state: ScanState, items: list[Inspected], summary: PromptSummary,
+                      run_id: int | None = None) -> list[tuple[int, int]]:
+    """Put the prompt's candidates in the casebook, linked to the prompt's run (once: a candidate already there
+    keeps its finding, the generation key finding the same generation made by anyone); return (seed, finding id)
+    pairs. The one place a scan writes findings to the casebook."""
     from inspector.casebook import Casebook
 
     pairs = []
@@ -417,8 +425,40 @@ def record_candidates(state: ScanState, items: list[Inspected], summary: PromptS
             finding = finding_from(item, summary)
             digest = hashlib.sha256(finding.image_png).hexdigest()
             existing = book.findings(prompt=summary.prompt, seed=item.seed, image_sha256=digest, limit=1)
-            pairs.append((item.seed, existing[0].id if existing else book.record(finding)))
+            if existing:
+                if run_id is not None:
+                    book.link_run(run_id, existing[0].id)
+                pairs.append((item.seed, existing[0].id))
+            else:
+                pairs.append((item.seed, book.record(finding, run_id=run_id)))
     return pairs
+
+
+def _prompt_run(state: ScanState, prompt: str, request: InspectRequest, progress: Callable[[dict], None]) -> int:
+    """The prompt's run in the casebook: the one a killed scan left unfinished (same prompt, same scan), or a
+    new one. A scan keeps one run per prompt, its candidates as findings, never its 500 images."""
+    from inspector.casebook import Casebook
+    from inspector.runs import start_run_for
+
+    with Casebook.open(state.casebook) as book:
+        for run in book.runs(kind="scan", prompt=prompt, finished=False, descending=True):
+            if run.settings.get("scan") == state.folder.name:
+                return run.id
+        return start_run_for(book, "scan", state.settings["model"], state.settings["index"], request,
+                             extra_settings={"scan": state.folder.name}, progress=progress)
+
+
+def _finish_run(state: ScanState, run_id: int, items: list[Inspected] | None, summary: PromptSummary | None,
+                cancelled: int | None = None) -> None:
+    """Finish the prompt's run: with its summary, or (``cancelled``: how many images were made) stopped."""
+    from inspector.casebook import Casebook
+    from inspector.runs import finish_fields
+
+    with Casebook.open(state.casebook) as book:
+        if cancelled is not None:
+            book.finish_run(run_id, n_finished=cancelled, cancelled=True)
+        else:
+            book.finish_run(run_id, **finish_fields(items or [], summary))
 
 
 def _decode(png: bytes):

@@ -103,6 +103,12 @@ class Finding:
     #: The index the neighbours were found in (``TrainingIndex.identity()``: index_id, role, source, images,
     #: built, content_hash, path); None when not recorded.
     index: dict[str, Any] | None = None
+    #: The run that first recorded it (set by the casebook; None for findings recorded before runs were kept).
+    run_id: int | None = None
+    #: Every run that made this generation, oldest first (a scan and a window run of the same seed share it).
+    run_ids: list[int] = field(default_factory=list)
+    #: What determines its pixels, hashed (:mod:`inspector.casebook.keys`); None without an engine record.
+    generation_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,10 @@ class LabelEvent:
 
     ``label`` is the finding's label after the event. ``action`` is "record" (the finding entered the
     casebook), "label" (a person chose a label), "undo" (a person took back the label change ``undoes``) or
-    "note" (a person changed the notes). ``hash`` is the sha256 (hex) over ``prev_hash`` and this event's
-    content, so that changing or removing an earlier event breaks the chain.
+    "note" (a person changed the notes), "link" (another run made the same generation: ``run_id``) or "run"
+    (a run was started, finished or annotated: ``finding_id`` and ``label`` are None, ``note`` holds the run's
+    record as canonical JSON). ``hash`` is the sha256 (hex) over ``prev_hash`` and this event's content, so that
+    changing or removing an earlier event breaks the chain.
     """
 
     id: int
@@ -127,6 +135,7 @@ class LabelEvent:
     prev_hash: str
     hash: str
     undoes: int | None = None
+    run_id: int | None = None  # the run this event belongs to ("record" in a run, "link", "run")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,9 +167,86 @@ class FindingSummary:
     created_at: str
     updated_at: str
     thumbnail_png: bytes | None = field(default=None, repr=False)
+    run_id: int | None = None  # the run that first recorded it
+    generation_key: str | None = None  # see inspector.casebook.keys
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data without the thumbnail bytes, ready for JSON."""
         data = asdict(self)
         data.pop("thumbnail_png")
         return data
+
+
+#: How a run was started: the window's Generate, the ``inspect`` command, or one prompt of a ``scan``.
+RUN_KINDS = ("window", "inspect", "scan")
+
+
+@dataclass
+class Run:
+    """One inspection of one prompt, on the record whatever it found (DESIGN.md, "Casebook").
+
+    Counts are of the generations the run made: ``near_copies`` suggested memorized, ``likeness`` suggested
+    "likeness?", ``novel`` suggested novel; None until the run finishes. ``clique_size`` is the largest set of
+    near-identical generations (``clique_seeds`` their seeds), ``clique_flagged`` whether it reached
+    ``clique_min_size``; ``wen_score`` Wen et al.'s score (None when not computed). ``finished_at`` None: the run
+    is still going, or was stopped before it could finish (a killed process). ``findings`` is how many findings
+    it made or saw again.
+    """
+
+    id: int
+    kind: str
+    prompt: str
+    started_at: str
+    n_requested: int
+    negative_prompt: str = ""
+    finished_at: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # n, first seed, steps, guidance, scheduler, batch
+    model_id: str = ""
+    model_sha256: str = ""
+    index: dict[str, Any] | None = None  # TrainingIndex.identity(): role, source, images, built, content hash
+    n_finished: int = 0
+    cancelled: bool = False
+    error: str = ""
+    near_copies: int | None = None
+    likeness: int | None = None
+    novel: int | None = None
+    clique_size: int | None = None
+    clique_flagged: bool | None = None
+    clique_min_size: int | None = None
+    clique_seeds: list[int] = field(default_factory=list)
+    wen_score: float | None = None
+    unknown_words: list[str] = field(default_factory=list)
+    reviewer: str = ""
+    notes: str = ""
+    findings: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def in_words(self) -> str:
+        """The run in one line: ``colourful squares: 16 generated, 0 near copies, clique 2/16, Wen 0.42``."""
+        n, asked = self.n_finished, self.n_requested
+        if not self.finished:
+            parts = [f"{asked} requested, not finished (still running, or stopped before it could finish)"]
+        elif self.error:
+            parts = [f"{n} of {asked} generated, then failed: {self.error}"]
+        elif self.cancelled:
+            parts = [f"{n} of {asked} generated (cancelled)"]
+        else:
+            parts = [f"{n} generated" if n == asked else f"{n} of {asked} generated"]
+        if self.near_copies is not None:
+            parts.append(f"{self.near_copies} near cop{'y' if self.near_copies == 1 else 'ies'}")
+        if self.likeness:
+            parts.append(f"{self.likeness} possible likeness{'es' if self.likeness != 1 else ''}")
+        if self.clique_size is not None and self.finished:
+            parts.append(f"clique {self.clique_size}/{n}" + (" FLAGGED" if self.clique_flagged else ""))
+        if self.wen_score is not None:
+            parts.append(f"Wen {self.wen_score:.2f}")
+        if self.unknown_words:
+            parts.append(f"words the model cannot read: {', '.join(self.unknown_words)}")
+        return f"{self.prompt}: " + ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, ready for JSON, with the one-line ``summary`` in words."""
+        return {**asdict(self), "finished": self.finished, "summary": self.in_words()}

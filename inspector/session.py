@@ -104,6 +104,8 @@ class PromptSummary:
     words: Any = None
     #: The index searched (``TrainingIndex.identity()``), when known.
     index: dict[str, Any] | None = None
+    #: The casebook run this inspection was recorded as (:mod:`inspector.runs`), when it was.
+    run_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from inspector.prompt_words import PromptWords
@@ -121,6 +123,7 @@ class PromptSummary:
             "cancelled": self.cancelled,
             "notes": self.notes,
             "index": self.index,
+            "run_id": self.run_id,
             **(self.words or PromptWords()).as_dict(),
         }
 
@@ -330,10 +333,12 @@ def prompt_wen_score(model, request: InspectRequest) -> tuple[float | None, list
 
 
 def finding_from(item: Inspected, summary: PromptSummary | None = None) -> Finding:
-    """The casebook record of one inspected generation."""
-    metrics: dict[str, Any] = {"in_clique": item.in_clique, **item.suggestion.evidence}
+    """The casebook record of one inspected generation; the prompt-level facts (clique, Wen score) only with the
+    ``summary`` (a generation recorded as it is made has none yet: its run holds them)."""
+    metrics: dict[str, Any] = dict(item.suggestion.evidence)
     if summary is not None:
         metrics.update({
+            "in_clique": item.in_clique,
             "clique_size": summary.clique.size if summary.clique else 0,
             "clique_flagged": bool(summary.clique and summary.clique.flagged),
             "generations": summary.n,

@@ -27,7 +27,13 @@ HASHED_FIELDS = (
 )
 
 
+#: Hashed too when not NULL (since casebook version 4): events written before it hash exactly as they did.
+OPTIONAL_HASHED_FIELDS = ("run_id",)
+
+
 def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
-    """sha256 (hex) over ``prev_hash`` (64 hex characters) and the canonical JSON of the event's hashed fields."""
+    """sha256 (hex) over ``prev_hash`` (64 hex characters) and the canonical JSON of the event's hashed fields
+    (:data:`HASHED_FIELDS`, and each of :data:`OPTIONAL_HASHED_FIELDS` that is not None)."""
     content = {name: event.get(name) for name in HASHED_FIELDS}
+    content.update({name: event[name] for name in OPTIONAL_HASHED_FIELDS if event.get(name) is not None})
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + jsontext.canonical(content)).hexdigest()

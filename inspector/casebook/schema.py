@@ -23,7 +23,12 @@ APPLICATION_ID = 0x4D494342
 FORMAT_NAME = "Memorization Inspector casebook"
 
 ALL_LABELS = (*LABELS, UNLABELED)
-EVENT_ACTIONS = ("record", "label", "undo", "note")
+#: The event actions of casebook versions 1 to 3 (the CHECK of version 1's label_events).
+V1_EVENT_ACTIONS = ("record", "label", "undo", "note")
+#: Since version 4: "link" (a finding seen again by another run) and "run" (a run's record, no finding).
+EVENT_ACTIONS = (*V1_EVENT_ACTIONS, "link", "run")
+#: What started a run (``runs.kind``).
+RUN_KINDS = ("window", "inspect", "scan")
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def _v1_initial_schema(db: sqlite_utils.Database) -> None:
         CREATE TABLE label_events (
             id INTEGER PRIMARY KEY,
             finding_id INTEGER NOT NULL REFERENCES findings(id),
-            action TEXT NOT NULL CHECK (action IN ({_sql_list(EVENT_ACTIONS)})),
+            action TEXT NOT NULL CHECK (action IN ({_sql_list(V1_EVENT_ACTIONS)})),
             label TEXT NOT NULL CHECK (label IN ({_sql_list(ALL_LABELS)})),
             previous_label TEXT,
             reviewer TEXT NOT NULL DEFAULT '',
@@ -191,6 +196,131 @@ def _v3_index_identity(db: sqlite_utils.Database) -> None:
     """)
 
 
+#: The label_events table from version 4 on: a "run" event has no finding and no label (its run's record is in
+#: ``note``); every other event belongs to a finding. ``run_id`` names the run a "record", "link" or "run"
+#: event belongs to (NULL for events without one, and for every event written before version 4).
+_V4_LABEL_EVENTS = f"""
+    CREATE TABLE label_events (
+        id INTEGER PRIMARY KEY,
+        finding_id INTEGER REFERENCES findings(id),
+        action TEXT NOT NULL CHECK (action IN ({_sql_list(EVENT_ACTIONS)})),
+        label TEXT CHECK (label IN ({_sql_list(ALL_LABELS)})),
+        previous_label TEXT,
+        reviewer TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        undoes INTEGER REFERENCES label_events(id),
+        image_sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        run_id INTEGER REFERENCES runs(id),
+        CHECK ((action = 'run') = (finding_id IS NULL)),
+        CHECK (action = 'run' OR label IS NOT NULL),
+        CHECK (action NOT IN ('run', 'link') OR run_id IS NOT NULL)
+    )"""
+_EVENT_TRIGGERS = """
+    CREATE TRIGGER label_events_are_append_only_update BEFORE UPDATE ON label_events
+    BEGIN
+        SELECT RAISE(ABORT, 'label_events is append-only: record a new event instead');
+    END;
+    CREATE TRIGGER label_events_are_append_only_delete BEFORE DELETE ON label_events
+    BEGIN
+        SELECT RAISE(ABORT, 'label_events is append-only: record a new event instead');
+    END;
+"""
+_V1_EVENT_COLUMNS = ("id", "finding_id", "action", "label", "previous_label", "reviewer", "note", "undoes",
+                     "image_sha256", "created_at", "prev_hash", "hash")
+
+
+def _v4_runs(db: sqlite_utils.Database) -> None:
+    # Every inspection is on the record, whatever it found: a run (window, inspect, or one prompt of a scan)
+    # with its model, index, settings and counts. Findings link to the runs that made them: findings.run_id is
+    # the run that first recorded a finding, run_findings every run that made the same generation (a scan and a
+    # window run of one seed share one finding). Each run write is a "run" event in the hash chain, and a
+    # finding's link to a run is its "record" or "link" event, so removing or editing a run is detectable.
+    db.executescript(f"""
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            kind TEXT NOT NULL CHECK (kind IN ({_sql_list(RUN_KINDS)})),
+            prompt TEXT NOT NULL,
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            settings TEXT NOT NULL DEFAULT '{{}}',
+            model_id TEXT NOT NULL DEFAULT '',
+            model_sha256 TEXT NOT NULL DEFAULT '',
+            index_identity TEXT NOT NULL DEFAULT '{{}}',
+            n_requested INTEGER NOT NULL CHECK (n_requested >= 0),
+            n_finished INTEGER NOT NULL DEFAULT 0 CHECK (n_finished >= 0),
+            cancelled INTEGER NOT NULL DEFAULT 0 CHECK (cancelled IN (0, 1)),
+            error TEXT NOT NULL DEFAULT '',
+            near_copies INTEGER,
+            likeness INTEGER,
+            novel INTEGER,
+            clique_size INTEGER,
+            clique_flagged INTEGER CHECK (clique_flagged IN (0, 1)),
+            clique_min_size INTEGER,
+            clique_seeds TEXT NOT NULL DEFAULT '[]',
+            wen_score REAL,
+            unknown_words TEXT NOT NULL DEFAULT '[]',
+            reviewer TEXT NOT NULL DEFAULT '',
+            notes TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX runs_by_kind ON runs(kind, id);
+        CREATE INDEX runs_by_prompt ON runs(prompt);
+        CREATE TABLE run_findings (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            finding_id INTEGER NOT NULL REFERENCES findings(id),
+            PRIMARY KEY (run_id, finding_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_findings_by_finding ON run_findings(finding_id, run_id);
+        ALTER TABLE findings ADD COLUMN run_id INTEGER REFERENCES runs(id);
+        ALTER TABLE findings ADD COLUMN generation_key TEXT;
+        CREATE INDEX findings_by_generation_key ON findings(generation_key);
+        CREATE INDEX findings_by_run ON findings(run_id);
+    """)
+    # SQLite cannot change a CHECK constraint: label_events is rebuilt (its rows copied unchanged, ids and
+    # hashes included, so the chain verifies as before) with the new actions, a nullable finding and run_id.
+    # The copy is made under another name and renamed, so the old table is dropped with nothing pointing at it.
+    columns = ", ".join(_V1_EVENT_COLUMNS)
+    db.executescript(_V4_LABEL_EVENTS.replace("CREATE TABLE label_events (", "CREATE TABLE label_events_v4 (")
+                     .replace("REFERENCES label_events(id)", "REFERENCES label_events_v4(id)") + ";")
+    db.execute(f"INSERT INTO label_events_v4 ({columns}) SELECT {columns} FROM label_events ORDER BY id")
+    db.executescript("""
+        DROP TRIGGER label_events_are_append_only_update;
+        DROP TRIGGER label_events_are_append_only_delete;
+        DROP TABLE label_events;
+        ALTER TABLE label_events_v4 RENAME TO label_events;
+        CREATE INDEX label_events_by_finding ON label_events(finding_id, id);
+        CREATE INDEX label_events_by_run ON label_events(run_id, id);
+    """ + _EVENT_TRIGGERS)
+    _fill_generation_keys(db)
+
+
+def _fill_generation_keys(db: sqlite_utils.Database) -> None:
+    """Give each finding recorded before version 4 its generation key, where its provenance allows (an engine
+    record); others keep NULL. Findings already recorded twice keep both (new records join the oldest)."""
+    from inspector.casebook import jsontext
+    from inspector.casebook.keys import generation_key
+
+    rows = db.execute("SELECT id, provenance, prompt, negative_prompt, seed FROM findings"
+                      " WHERE generation_key IS NULL ORDER BY id").fetchall()
+    for finding_id, provenance, prompt, negative, seed in rows:
+        try:
+            record = jsontext.loads(provenance, {})
+        except ValueError:
+            continue  # unreadable provenance: nothing says what made the pixels
+        if not isinstance(record, dict) or not record.get("schema"):
+            continue
+        image = db.execute("SELECT image_png FROM findings WHERE id = ?", [finding_id]).fetchone()[0]
+        try:
+            key = generation_key(record, image, prompt=prompt, negative_prompt=negative, seed=seed)
+        except ValueError:
+            continue  # an image that cannot be decoded: verify reports it; no key
+        if key is not None:
+            db.execute("UPDATE findings SET generation_key = ? WHERE id = ?", [key, finding_id])
+
+
 #: Every migration, oldest first; version n brings the schema from n - 1 to n. Never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "findings, neighbours, append-only label events, full-text search", _v1_initial_schema),
@@ -198,6 +328,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                  "neighbour", _v2_comparison_size),
     Migration(3, "findings keep the identity of the index searched; neighbours their index role, url and caption "
                  "source", _v3_index_identity),
+    Migration(4, "runs: every inspection on the record, findings linked to their runs, run events in the chain;"
+                 " one finding per generation (generation key)", _v4_runs),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

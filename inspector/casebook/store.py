@@ -32,10 +32,11 @@ from inspector.casebook.errors import (
     ReadOnlyCasebookError,
 )
 from inspector.casebook.files import FileState, check_version, connect, inspect_file
+from inspector.casebook.keys import generation_key
 from inspector.casebook.pictures import make_thumbnail, png_or_none, sha256_hex
-from inspector.casebook.schema import ALL_LABELS, APPLICATION_ID, SCHEMA_VERSION, migrate, utc_now
-from inspector.casebook.verify import VerifyReport, verify_casebook
-from inspector.findings import SUGGESTIONS, UNLABELED, Finding, FindingSummary, LabelEvent, Neighbour
+from inspector.casebook.schema import ALL_LABELS, APPLICATION_ID, RUN_KINDS, SCHEMA_VERSION, migrate, utc_now
+from inspector.casebook.verify import RUN_COLUMNS, VerifyReport, run_note, run_state, verify_casebook
+from inspector.findings import SUGGESTIONS, UNLABELED, Finding, FindingSummary, LabelEvent, Neighbour, Run
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ ORDERS = {"recorded": "id", "nearest": "nearest_tiled_l2", "updated": "updated_a
 _SUMMARY_COLUMNS = (
     "id", "prompt", "negative_prompt", "seed", "label", "reviewer", "notes", "suggested_verdict",
     "suggestion_reason", "nearest_tiled_l2", "nearest_l2", "model_id", "model_sha256", "image_sha256",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "run_id", "generation_key",
 )
 _NEIGHBOUR_COLUMNS = (
     "rank", "item_id", "source", "caption", "duplicate_count", "l2", "tiled_l2", "ssim", "calibrated_l2",
@@ -55,7 +56,7 @@ _NEIGHBOUR_COLUMNS = (
 )
 _EVENT_COLUMNS = (
     "id", "finding_id", "action", "label", "previous_label", "reviewer", "note", "created_at", "image_sha256",
-    "prev_hash", "hash", "undoes",
+    "prev_hash", "hash", "undoes", "run_id",
 )
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -112,7 +113,7 @@ class _ChainWriter:
 
     def append(self, **fields: Any) -> LabelEvent:
         event = {"id": self.last_id + 1, "created_at": utc_now(), "undoes": None, "note": "", "reviewer": "",
-                 "previous_label": None, **fields}
+                 "previous_label": None, "run_id": None, **fields}
         event["prev_hash"] = self.last_hash
         event["hash"] = event_hash(self.last_hash, event)
         names = ", ".join(_EVENT_COLUMNS)
@@ -333,30 +334,60 @@ class Casebook:
 
     # --- recording ----------------------------------------------------------------------------------------
 
-    def record(self, finding: Finding, *, index_dir: str | os.PathLike | None = None) -> int:
+    def record(self, finding: Finding, *, index_dir: str | os.PathLike | None = None,
+               run_id: int | None = None) -> int:
         """Store a finding, its neighbours and a first label event in one transaction; return its id.
 
+        One finding per generation: when the casebook already holds a finding with the same generation key
+        (:mod:`inspector.casebook.keys`: same model weights, prompt, negative prompt, seed, steps, guidance,
+        scheduler, size and pixels, whoever made it), nothing is duplicated: that finding's id is returned, it is
+        linked to ``run_id`` (a "link" event), and a label the new finding carries is given to it (a "label"
+        event, the old label staying in its history).
+
         The id is returned only once the transaction is committed. ``finding.id``, ``created_at``,
-        ``updated_at`` and ``image_sha256`` are set on the object. A neighbour's thumbnail is stored from
-        ``thumbnail_png`` when given, else read from the file ``thumbnail`` names (relative paths are taken
-        inside ``index_dir``); a missing thumbnail is logged and left out, never a reason to lose the finding.
+        ``updated_at``, ``image_sha256``, ``run_id`` and ``generation_key`` are set on the object (those of the
+        finding already there, when it was). A neighbour's thumbnail is stored from ``thumbnail_png`` when
+        given, else read from the file ``thumbnail`` names (relative paths are taken inside ``index_dir``); a
+        missing thumbnail is logged and left out, never a reason to lose the finding.
+
+        Parameters
+        ----------
+        run_id
+            The run (:meth:`start_run`) that made the generation, or None.
 
         Raises
         ------
         ValueError
             When the finding is malformed: image not PNG, unknown label or suggestion, seed out of range.
+        CasebookError
+            When ``run_id`` names no run of this casebook.
         """
-        return self.record_many([finding], index_dir=index_dir)[0]
+        return self.record_many([finding], index_dir=index_dir, run_id=run_id)[0]
 
-    def record_many(self, findings: Iterable[Finding], *, index_dir: str | os.PathLike | None = None) -> list[int]:
-        """Store several findings in one transaction (all or none); return their ids in order."""
+    def record_many(self, findings: Iterable[Finding], *, index_dir: str | os.PathLike | None = None,
+                    run_id: int | None = None) -> list[int]:
+        """Store several findings in one transaction (all or none); return their ids in order. Each one as
+        :meth:`record` stores it: a generation already in the casebook keeps its finding."""
         prepared = [self._prepare(f, index_dir) for f in findings]
         now = utc_now()
         ids = []
+        kept: dict[int, tuple] = {}  # finding id -> (created_at, updated_at, image_sha256, run_id) of one already there
         with self._write() as conn:
+            if run_id is not None:
+                self._run_row(conn, run_id)  # raises for an unknown run
             chain = _ChainWriter(conn)
             for p in prepared:
+                existing = self._same_generation(conn, p.row["generation_key"])
+                if existing is not None:
+                    finding_id = existing
+                    self._seen_again(conn, chain, finding_id, p, run_id)
+                    kept[finding_id] = conn.execute(
+                        "SELECT created_at, updated_at, image_sha256, run_id FROM findings WHERE id = ?",
+                        (finding_id,)).fetchone()
+                    ids.append(finding_id)
+                    continue
                 p.row["created_at"] = p.row["updated_at"] = now
+                p.row["run_id"] = run_id
                 cursor = conn.execute(
                     f"INSERT INTO findings ({', '.join(p.row)}) VALUES ({', '.join('?' * len(p.row))})",
                     list(p.row.values()))
@@ -366,14 +397,71 @@ class Casebook:
                     conn.execute(f"INSERT INTO neighbours ({', '.join(n)}) VALUES ({', '.join('?' * len(n))})",
                                  list(n.values()))
                 chain.append(finding_id=finding_id, action="record", label=p.row["label"],
-                             reviewer=p.row["reviewer"], note="", image_sha256=p.row["image_sha256"])
+                             reviewer=p.row["reviewer"], note="", image_sha256=p.row["image_sha256"], run_id=run_id)
+                if run_id is not None:
+                    conn.execute("INSERT INTO run_findings (run_id, finding_id) VALUES (?, ?)", (run_id, finding_id))
                 ids.append(finding_id)
             chain.close()
         for p, finding_id in zip(prepared, ids, strict=True):
             p.finding.id = finding_id
-            p.finding.created_at = p.finding.updated_at = now
-            p.finding.image_sha256 = p.row["image_sha256"]
+            p.finding.generation_key = p.row["generation_key"]
+            if finding_id in kept:
+                p.finding.created_at, p.finding.updated_at, p.finding.image_sha256, p.finding.run_id = \
+                    kept[finding_id]
+            else:
+                p.finding.created_at = p.finding.updated_at = now
+                p.finding.image_sha256 = p.row["image_sha256"]
+                p.finding.run_id = run_id
         return ids
+
+    @staticmethod
+    def _same_generation(conn: sqlite3.Connection, key: str | None) -> int | None:
+        """The oldest finding of the generation with this key, or None (also for no key)."""
+        if key is None:
+            return None
+        row = conn.execute("SELECT id FROM findings WHERE generation_key = ? ORDER BY id LIMIT 1", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _seen_again(self, conn: sqlite3.Connection, chain: _ChainWriter, finding_id: int, p: _Prepared,
+                    run_id: int | None) -> None:
+        """A generation already in the casebook was recorded again: link it to the run, take its label."""
+        current, image_sha = self._current(conn, finding_id)
+        reviewer = p.row["reviewer"]
+        if run_id is not None and conn.execute("SELECT 1 FROM run_findings WHERE run_id = ? AND finding_id = ?",
+                                               (run_id, finding_id)).fetchone() is None:
+            chain.append(finding_id=finding_id, action="link", label=current, previous_label=current,
+                         reviewer=reviewer, image_sha256=image_sha, run_id=run_id)
+            conn.execute("INSERT INTO run_findings (run_id, finding_id) VALUES (?, ?)", (run_id, finding_id))
+        label = p.row["label"]
+        if label != UNLABELED and label != current:
+            made = chain.append(finding_id=finding_id, action="label", label=label, previous_label=current,
+                                reviewer=reviewer, note=p.row["notes"], image_sha256=image_sha)
+            conn.execute(
+                "UPDATE findings SET label = ?, reviewer = ?, notes = CASE WHEN ? <> '' THEN ? ELSE notes END,"
+                " updated_at = ? WHERE id = ?",
+                (label, reviewer, p.row["notes"], p.row["notes"], made.created_at, finding_id))
+
+    def link_run(self, run_id: int, finding_id: int, reviewer: str = "") -> bool:
+        """Say that run ``run_id`` made the generation of finding ``finding_id`` too (a "link" event); False
+        when it was linked already.
+
+        Raises
+        ------
+        FindingNotFoundError, CasebookError
+            When the finding or the run does not exist.
+        """
+        with self._write() as conn:
+            self._run_row(conn, run_id)
+            current, image_sha = self._current(conn, finding_id)
+            if conn.execute("SELECT 1 FROM run_findings WHERE run_id = ? AND finding_id = ?",
+                            (run_id, finding_id)).fetchone() is not None:
+                return False
+            chain = _ChainWriter(conn)
+            chain.append(finding_id=finding_id, action="link", label=current, previous_label=current,
+                         reviewer=reviewer or "", image_sha256=image_sha, run_id=run_id)
+            chain.close()
+            conn.execute("INSERT INTO run_findings (run_id, finding_id) VALUES (?, ?)", (run_id, finding_id))
+        return True
 
     def _prepare(self, finding: Finding, index_dir: str | os.PathLike | None) -> _Prepared:
         if not isinstance(finding.prompt, str):
@@ -392,6 +480,8 @@ class Casebook:
             raise ValueError(f"a finding's neighbours must have distinct ranks, got {ranks}")
         image = bytes(finding.image_png)
         thumbnail, width, height = make_thumbnail(image)
+        key = generation_key(finding.provenance, image, prompt=finding.prompt,
+                             negative_prompt=finding.negative_prompt or "", seed=finding.seed)
         model_id, model_sha = model_identity(finding.provenance or {})
         nearest = verdict_neighbour(finding.neighbours)
         row = {
@@ -419,6 +509,7 @@ class Casebook:
             "thumbnail_png": thumbnail,
             "image_png": image,
             "index_identity": jsontext.canonical(finding.index or {}).decode("utf-8"),
+            "generation_key": key,
         }
         neighbours = [self._neighbour_row(n, index_dir) for n in sorted(finding.neighbours, key=lambda n: n.rank)]
         return _Prepared(finding, row, neighbours)
@@ -553,6 +644,7 @@ class Casebook:
         prompt: str | None,
         seed: int | None,
         image_sha256: str | None,
+        run_id: int | None = None,
     ) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -587,6 +679,9 @@ class Casebook:
         if image_sha256 is not None:
             clauses.append("image_sha256 = ?")
             params.append(image_sha256)
+        if run_id is not None:
+            clauses.append("id IN (SELECT finding_id FROM run_findings WHERE run_id = ?)")
+            params.append(int(run_id))
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def findings(
@@ -600,6 +695,7 @@ class Casebook:
         prompt: str | None = None,
         seed: int | None = None,
         image_sha256: str | None = None,
+        run_id: int | None = None,
         limit: int | None = None,
         offset: int = 0,
         order: str = "recorded",
@@ -621,6 +717,8 @@ class Casebook:
             occur (stemmed, the last word as a prefix).
         suggested, prompt, seed, image_sha256
             Exact matches, e.g. to find a generation already recorded.
+        run_id
+            Only the findings this run made (or made again: a finding several runs share is in each).
         limit, offset
             Paging; ``limit`` None for all.
         order
@@ -630,7 +728,7 @@ class Casebook:
         """
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
-        where, params = self._where(label, reviewer, model, text, suggested, prompt, seed, image_sha256)
+        where, params = self._where(label, reviewer, model, text, suggested, prompt, seed, image_sha256, run_id)
         columns = list(_SUMMARY_COLUMNS) + (["thumbnail_png"] if thumbnails else [])
         direction = "DESC" if descending else "ASC"
         sql = f"SELECT {', '.join(columns)} FROM findings{where} ORDER BY {ORDERS[order]} {direction}, id {direction}"
@@ -681,6 +779,21 @@ class Casebook:
                 out[label] = n
         return out
 
+    def summary(self, finding_id: int) -> FindingSummary:
+        """One finding as :meth:`findings` lists it (label, reviewer, notes, distances; no images).
+
+        Raises
+        ------
+        FindingNotFoundError
+            When the casebook has no finding with that id.
+        """
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM findings WHERE id = ?",
+                               (int(finding_id),)).fetchone()
+        if row is None:
+            raise FindingNotFoundError(self._no_finding(finding_id))
+        return FindingSummary(**dict(zip(_SUMMARY_COLUMNS, row, strict=True)))
+
     def get(self, finding_id: int) -> Finding:
         """One finding with its image, provenance, metrics and neighbours (thumbnails as ``thumbnail_png``).
 
@@ -691,7 +804,7 @@ class Casebook:
         """
         columns = ("id", "prompt", "seed", "image_png", "provenance", "negative_prompt", "suggested_verdict",
                    "suggestion_reason", "metrics", "label", "reviewer", "notes", "created_at", "updated_at",
-                   "image_sha256", "index_identity")
+                   "image_sha256", "index_identity", "run_id", "generation_key")
         with self._read() as conn:
             row = conn.execute(f"SELECT {', '.join(columns)} FROM findings WHERE id = ?",
                                (int(finding_id),)).fetchone()
@@ -699,10 +812,13 @@ class Casebook:
                 raise FindingNotFoundError(self._no_finding(finding_id))
             nrows = conn.execute(f"SELECT {', '.join(_NEIGHBOUR_COLUMNS)} FROM neighbours WHERE finding_id = ?"
                                  " ORDER BY rank", (int(finding_id),)).fetchall()
+            run_ids = [r for (r,) in conn.execute("SELECT run_id FROM run_findings WHERE finding_id = ?"
+                                                  " ORDER BY run_id", (int(finding_id),))]
         data = dict(zip(columns, row, strict=True))
         data["provenance"] = jsontext.loads(data["provenance"], {})
         data["metrics"] = jsontext.loads(data["metrics"], {})
         data["index"] = jsontext.loads(data.pop("index_identity"), {}) or None
+        data["run_ids"] = run_ids
         neighbours = []
         for nrow in nrows:
             n = dict(zip(_NEIGHBOUR_COLUMNS, nrow, strict=True))
@@ -717,6 +833,186 @@ class Casebook:
             rows = conn.execute(f"SELECT {', '.join(_EVENT_COLUMNS)} FROM label_events WHERE finding_id = ?"
                                 " ORDER BY id", (int(finding_id),)).fetchall()
         return [LabelEvent(**dict(zip(_EVENT_COLUMNS, r, strict=True))) for r in rows]
+
+    # --- runs -------------------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        kind: str,
+        prompt: str,
+        n_requested: int,
+        negative_prompt: str = "",
+        settings: Mapping[str, Any] | None = None,
+        model_id: str = "",
+        model_sha256: str = "",
+        index: Mapping[str, Any] | None = None,
+        reviewer: str = "",
+        notes: str = "",
+    ) -> int:
+        """Put a run on the record before its first generation; return its id (committed).
+
+        Parameters
+        ----------
+        kind
+            "window", "inspect" or "scan" (one prompt of a scan).
+        settings
+            What was asked for, as JSON data: n, first seed, steps, guidance, scheduler, batch size...
+        model_id, model_sha256
+            The model as ``--model`` takes it, and its weights' sha256.
+        index
+            The index searched (``TrainingIndex.identity()``: role, source, images, built, content hash, id).
+
+        The start is a "run" event in the hash chain. Finish it with :meth:`finish_run`; a run never finished
+        (a killed process) stays on the record as not finished.
+        """
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r}: use one of {', '.join(RUN_KINDS)}")
+        if not isinstance(prompt, str):
+            raise ValueError(f"a run's prompt must be text, got {type(prompt).__name__}")
+        if isinstance(n_requested, bool) or not isinstance(n_requested, int) or n_requested < 0:
+            raise ValueError(f"a run's n_requested must be a whole number >= 0, got {n_requested!r}")
+        row = {
+            "started_at": utc_now(), "kind": kind, "prompt": prompt, "negative_prompt": negative_prompt or "",
+            "settings": jsontext.canonical(dict(settings or {})).decode("utf-8"), "model_id": model_id or "",
+            "model_sha256": model_sha256 or "", "index_identity": jsontext.canonical(dict(index or {})).decode("utf-8"),
+            "n_requested": n_requested, "reviewer": reviewer or "", "notes": notes or "",
+        }
+        with self._write() as conn:
+            cursor = conn.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                                  list(row.values()))
+            run_id = cursor.lastrowid
+            chain = _ChainWriter(conn)
+            self._run_event(conn, chain, run_id, reviewer)
+            chain.close()
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        n_finished: int,
+        cancelled: bool = False,
+        error: str = "",
+        near_copies: int | None = None,
+        likeness: int | None = None,
+        novel: int | None = None,
+        clique_size: int | None = None,
+        clique_flagged: bool | None = None,
+        clique_min_size: int | None = None,
+        clique_seeds: Iterable[int] = (),
+        wen_score: float | None = None,
+        unknown_words: Iterable[str] = (),
+        settings: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Record how a run ended: generations finished, cancelled or failed (``error`` in words), the counts of
+        suggested verdicts, the largest near-identical clique (its size, whether flagged, the threshold size,
+        its seeds), the Wen score and the words the model cannot read. ``settings`` adds what was only known
+        once sampling ran (the steps, scheduler and batch size actually used). A "run" event; returns the run.
+
+        Raises
+        ------
+        CasebookError
+            When the run does not exist or has finished already.
+        """
+        if isinstance(n_finished, bool) or not isinstance(n_finished, int) or n_finished < 0:
+            raise ValueError(f"a run's n_finished must be a whole number >= 0, got {n_finished!r}")
+        with self._write() as conn:
+            state = self._run_row(conn, run_id)
+            if state["finished_at"] is not None:
+                raise CasebookError(f"run {run_id} has finished already (at {state['finished_at']})")
+            merged = {**jsontext.loads(state["settings"], {}), **dict(settings or {})}
+            values = {
+                "finished_at": utc_now(), "n_finished": n_finished, "cancelled": int(bool(cancelled)),
+                "error": error or "", "near_copies": _count(near_copies), "likeness": _count(likeness),
+                "novel": _count(novel), "clique_size": _count(clique_size),
+                "clique_flagged": None if clique_flagged is None else int(bool(clique_flagged)),
+                "clique_min_size": _count(clique_min_size),
+                "clique_seeds": jsontext.canonical(sorted(int(x) for x in clique_seeds)).decode("utf-8"),
+                "wen_score": _real(wen_score),
+                "unknown_words": jsontext.canonical([str(w) for w in unknown_words]).decode("utf-8"),
+                "settings": jsontext.canonical(merged).decode("utf-8"),
+            }
+            conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                         [*values.values(), int(run_id)])
+            chain = _ChainWriter(conn)
+            self._run_event(conn, chain, run_id, state["reviewer"])
+            chain.close()
+        return self.get_run(run_id)
+
+    def set_run_notes(self, run_id: int, notes: str, reviewer: str = "") -> Run:
+        """Replace a run's notes (e.g. "checked my name: nothing close"); a "run" event. Returns the run."""
+        with self._write() as conn:
+            self._run_row(conn, run_id)
+            conn.execute("UPDATE runs SET notes = ? WHERE id = ?", (notes or "", int(run_id)))
+            chain = _ChainWriter(conn)
+            self._run_event(conn, chain, run_id, reviewer or "")
+            chain.close()
+        return self.get_run(run_id)
+
+    def _run_row(self, conn: sqlite3.Connection, run_id: int) -> dict[str, Any]:
+        state = run_state(conn, int(run_id))
+        if state is None:
+            where = self.path if self.path is not None else "the casebook"
+            raise CasebookError(f"{where} has no run {run_id}: list the runs to see their ids")
+        return state
+
+    def _run_event(self, conn: sqlite3.Connection, chain: _ChainWriter, run_id: int, reviewer: str) -> None:
+        """Append a "run" event whose note is the run's record as it now stands (canonical JSON)."""
+        state = self._run_row(conn, run_id)
+        chain.append(finding_id=None, action="run", label=None, reviewer=reviewer or "",
+                     note=run_note(state), image_sha256="", run_id=int(run_id))
+
+    def get_run(self, run_id: int) -> Run:
+        """One run, with how many findings it made or saw again.
+
+        Raises
+        ------
+        CasebookError
+            When the casebook has no run with that id.
+        """
+        with self._read() as conn:
+            state = self._run_row(conn, run_id)
+            linked = conn.execute("SELECT count(*) FROM run_findings WHERE run_id = ?", (int(run_id),)).fetchone()[0]
+        return _run_from(state, linked)
+
+    def runs(
+        self,
+        *,
+        kind: str | None = None,
+        prompt: str | None = None,
+        finished: bool | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        descending: bool = False,
+    ) -> list[Run]:
+        """The runs matching every filter given, oldest first (``descending``: newest first).
+
+        ``kind``: window, inspect or scan; ``prompt``: exactly this prompt; ``finished``: True for finished
+        runs only, False for runs still going or stopped before finishing.
+        """
+        clauses, params = [], []
+        if kind is not None:
+            if kind not in RUN_KINDS:
+                raise ValueError(f"unknown run kind {kind!r}: use one of {', '.join(RUN_KINDS)}")
+            clauses.append("kind = ?")
+            params.append(kind)
+        if prompt is not None:
+            clauses.append("prompt = ?")
+            params.append(prompt)
+        if finished is not None:
+            clauses.append("finished_at IS NOT NULL" if finished else "finished_at IS NULL")
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        direction = "DESC" if descending else "ASC"
+        columns = ", ".join(RUN_COLUMNS)
+        sql = (f"SELECT {columns}, (SELECT count(*) FROM run_findings WHERE run_id = runs.id) FROM runs{where}"
+               f" ORDER BY id {direction}")
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else int(limit), int(offset)]
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_run_from(dict(zip(RUN_COLUMNS, row[:-1], strict=True)), row[-1]) for row in rows]
 
     def verify(self) -> VerifyReport:
         """Check the file, every stored image, the label-event chain and the current labels.
@@ -773,6 +1069,26 @@ def pixels_png(n: Neighbour) -> bytes | None:
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(n.pixels, dtype=np.uint8)).save(out, format="PNG")
     return out.getvalue()
+
+
+def _count(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value or value < 0:
+        raise ValueError(f"a run's counts must be whole numbers >= 0, got {value!r}")
+    return int(value)
+
+
+def _run_from(state: Mapping[str, Any], findings: int) -> Run:
+    """A :class:`Run` from its row (as :func:`inspector.casebook.verify.run_state` reads it)."""
+    data = dict(state)
+    data["settings"] = jsontext.loads(data["settings"], {})
+    data["index"] = jsontext.loads(data.pop("index_identity"), {}) or None
+    data["clique_seeds"] = jsontext.loads(data["clique_seeds"], [])
+    data["unknown_words"] = jsontext.loads(data["unknown_words"], [])
+    data["cancelled"] = bool(data["cancelled"])
+    data["clique_flagged"] = None if data["clique_flagged"] is None else bool(data["clique_flagged"])
+    return Run(findings=findings, **data)
 
 
 def _real(value: float | None) -> float | None:

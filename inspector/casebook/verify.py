@@ -1,8 +1,9 @@
 """``verify``: is the casebook still the evidence it was when written?
 
 Checks ``PRAGMA integrity_check`` and ``foreign_key_check``, every stored image and thumbnail against its
-sha256, the label-event hash chain (each event's hash, its link to the one before, the recorded head), and that
-each finding's current label is the one its last event gave it. Reads only.
+sha256, the label-event hash chain (each event's hash, its link to the one before, the recorded head), that
+each finding's current label is the one its last event gave it, that each run's record is the one its last
+"run" event holds, and that each link between a run and a finding has its event. Reads only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,27 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from inspector.casebook import jsontext
 from inspector.casebook.chain import GENESIS, HASHED_FIELDS, event_hash
+
+#: The columns of a run's record, in the order its "run" events hash them (casebook version 4 on).
+RUN_COLUMNS = (
+    "id", "started_at", "finished_at", "kind", "prompt", "negative_prompt", "settings", "model_id",
+    "model_sha256", "index_identity", "n_requested", "n_finished", "cancelled", "error", "near_copies",
+    "likeness", "novel", "clique_size", "clique_flagged", "clique_min_size", "clique_seeds", "wen_score",
+    "unknown_words", "reviewer", "notes",
+)
+
+
+def run_state(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+    """A run's row as a dict of :data:`RUN_COLUMNS`, or None when there is no such run."""
+    row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else dict(zip(RUN_COLUMNS, row, strict=True))
+
+
+def run_note(state: dict[str, Any]) -> str:
+    """The note of a "run" event: the run's record as canonical JSON."""
+    return jsontext.canonical(state).decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,7 @@ class VerifyReport:
     findings_checked: int = 0
     images_checked: int = 0  # generation images, their thumbnails and neighbour thumbnails
     events_checked: int = 0
+    runs_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -56,8 +78,8 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line in plain words."""
-        checked = (f"{self.findings_checked} findings, {self.images_checked} images and {self.events_checked}"
-                   " label events")
+        checked = (f"{self.findings_checked} findings, {self.runs_checked} runs, {self.images_checked} images and"
+                   f" {self.events_checked} label events")
         if self.ok:
             return f"all is well: {checked} checked, SQLite integrity check ok"
         n = len(self.failing_findings)
@@ -70,6 +92,7 @@ class VerifyReport:
             "findings_checked": self.findings_checked,
             "images_checked": self.images_checked,
             "events_checked": self.events_checked,
+            "runs_checked": self.runs_checked,
             "failing_findings": self.failing_findings,
             "problems": [{"finding_id": p.finding_id, "reason": p.reason} for p in self.problems],
         }
@@ -103,7 +126,7 @@ def _check_sqlite(conn: sqlite3.Connection, report: VerifyReport) -> None:
             report.problems.append(Problem(None, f"SQLite integrity check: {line}"))
     for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
         finding_id = None
-        if table in ("neighbours", "label_events"):
+        if table in ("neighbours", "label_events", "run_findings"):
             finding_id = conn.execute(f"SELECT finding_id FROM {table} WHERE rowid = ?", (rowid,)).fetchone()[0]
         report.problems.append(Problem(finding_id, f"a row of {table} points to a missing row of {parent}"))
 
@@ -136,10 +159,12 @@ def _check_images(conn: sqlite3.Connection, report: VerifyReport) -> dict[int, s
 
 
 def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images: dict[int, str]) -> None:
-    columns = ", ".join(HASHED_FIELDS)
+    columns = ", ".join((*HASHED_FIELDS, "run_id"))
     rows = conn.execute(f"SELECT {columns}, prev_hash, hash FROM label_events ORDER BY id")
-    names = [*HASHED_FIELDS, "prev_hash", "hash"]
+    names = [*HASHED_FIELDS, "run_id", "prev_hash", "hash"]
     last_label: dict[int, str] = {}
+    run_notes: dict[int, str] = {}  # run id -> the note of its last "run" event
+    links: set[tuple[int, int]] = set()  # (run id, finding id) of each "record" or "link" event in a run
     prev_stored = GENESIS
     for values in rows:
         event = dict(zip(names, values, strict=True))
@@ -152,6 +177,11 @@ def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images
         if event_hash(event["prev_hash"], event) != event["hash"]:
             report.problems.append(Problem(fid, f"label event {eid} was changed after it was written"))
         prev_stored = event["hash"]
+        if event["action"] == "run":
+            run_notes[event["run_id"]] = event["note"]
+            continue
+        if event["run_id"] is not None and event["action"] in ("record", "link"):
+            links.add((event["run_id"], fid))
         if fid not in finding_images:
             report.problems.append(Problem(fid, f"label event {eid} belongs to a finding that is missing"))
             continue
@@ -166,6 +196,7 @@ def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images
                                                     f" '{event['previous_label']}' but it was '{before}'"))
         last_label[fid] = event["label"]
     _check_head(conn, report, prev_stored)
+    _check_runs(conn, report, run_notes, links)
     for fid, label in conn.execute("SELECT id, label FROM findings ORDER BY id"):
         if fid not in last_label:
             report.problems.append(Problem(fid, "the finding has no label events (its history was removed)"))
@@ -179,3 +210,29 @@ def _check_head(conn: sqlite3.Connection, report: VerifyReport, last_hash: str) 
     if info.get("event_head") != last_hash or info.get("event_count") != str(report.events_checked):
         report.problems.append(Problem(None, "the label-event chain does not end where the casebook recorded it"
                                              " (the newest events were removed or the record was changed)"))
+
+
+def _check_runs(conn: sqlite3.Connection, report: VerifyReport, run_notes: dict[int, str],
+                links: set[tuple[int, int]]) -> None:
+    """Each run as its last "run" event recorded it; each run-finding link as its event made it."""
+    seen = set()
+    for (run_id,) in conn.execute("SELECT id FROM runs ORDER BY id").fetchall():
+        report.runs_checked += 1
+        seen.add(run_id)
+        state = run_state(conn, run_id)
+        if run_id not in run_notes:
+            report.problems.append(Problem(None, f"run {run_id} has no run event (it was written outside the"
+                                                 " casebook's API)"))
+        elif run_notes[run_id] != run_note(state):
+            report.problems.append(Problem(None, f"run {run_id} was changed after it was written (its record"
+                                                 " differs from its last run event)"))
+    for run_id in sorted(set(run_notes) - seen):
+        report.problems.append(Problem(None, f"run {run_id} is missing (its run events remain)"))
+    stored = set(conn.execute("SELECT run_id, finding_id FROM run_findings").fetchall())
+    for run_id, fid in sorted(stored - links):
+        report.problems.append(Problem(fid, f"its link to run {run_id} has no event (written outside the API)"))
+    for run_id, fid in sorted(links - stored):
+        report.problems.append(Problem(fid, f"its link to run {run_id} was removed"))
+    for fid, run_id in conn.execute("SELECT id, run_id FROM findings WHERE run_id IS NOT NULL ORDER BY id"):
+        if (run_id, fid) not in links:
+            report.problems.append(Problem(fid, f"it says run {run_id} recorded it, but no event says so"))

@@ -22,13 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Work with a casebook: the SQLite file of findings, their nearest training images and labels.")
     actions = p.add_subparsers(dest="casebook_action", metavar="ACTION", required=True)
 
-    a = actions.add_parser("list", help="list findings, optionally by label or matching text",
-                           description="List the findings of a casebook, oldest first.")
+    a = actions.add_parser("list", help="list runs and findings, optionally by label, run or matching text",
+                           description="List the runs of a casebook (every inspection, whatever it found) and its"
+                                       " findings, oldest first.")
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
     a.add_argument("--label", choices=LIST_LABEL_CHOICES, help="only findings with this label")
     a.add_argument("--search", metavar="TEXT",
                    help="only findings whose prompt, notes or neighbour captions contain every word of TEXT")
-    a.add_argument("--json", action="store_true", help="print one JSON list of findings, each with its id")
+    a.add_argument("--run", type=int, metavar="ID", help="only the findings this run made")
+    a.add_argument("--runs", action="store_true", help="list the runs only (with --json: a list of runs)")
+    a.add_argument("--json", action="store_true",
+                   help="print one JSON list of findings, each with its id (with --runs: of runs)")
     a.set_defaults(func=run_list)
 
     a = actions.add_parser("label", help="label one finding", description=(
@@ -74,14 +78,33 @@ def _printable(text: str, width: int | None = None) -> str:
     return text
 
 
+def _run_line(run) -> str:
+    when = (run.started_at or "")[:16].replace("T", " ")
+    who = _printable(run.reviewer, 12) if run.reviewer else "—"
+    return f"run #{run.id:<4} {when}  {run.kind:<7}  {who:<12}  {_printable(run.in_words())}"
+
+
 def run_list(args: argparse.Namespace) -> int:
+    # Findings narrowed by label or text leave the runs out (runs have no label or text to match).
+    show_runs = args.runs or args.run is not None or not (args.label or args.search)
     with _open(args.file) as book:
-        found = book.findings(label=args.label, text=args.search)
+        if args.run is not None:
+            runs = [book.get_run(args.run)]
+        else:
+            runs = book.runs() if show_runs else []
+        found = [] if args.runs else book.findings(label=args.label, text=args.search, run_id=args.run)
     if args.json:
-        print_json([s.as_dict() for s in found])
+        print_json([r.as_dict() for r in runs] if args.runs else [s.as_dict() for s in found])
         return 0
+    if show_runs:
+        print(f"{len(runs)} run{'' if len(runs) == 1 else 's'}:" if runs else "no runs yet")
+        for r in runs:
+            print("  " + _run_line(r))
+        if args.runs:
+            return 0
+        print()
     if not found:
-        print("no findings" + (" match" if args.label or args.search else " yet"))
+        print("no findings" + (" match" if args.label or args.search or args.run is not None else " yet"))
         return 0
     print(f"{'id':>6}  {'label':<13}  {'suggested':<10}  {'tiled l2':>8}  {'seed':>10}  {'reviewer':<12}  prompt")
     per_label: dict[str, int] = {}

@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="generate N images of a prompt and find each one's nearest indexed images",
                        description="Generate N images of PROMPT, find each one's four nearest images in the index "
                                    "(the training set, or a reference collection built with --role reference), "
-                                   "suggest a verdict, and measure the prompt's clique and Wen score. With "
-                                   "--casebook each generation is recorded as an unlabeled finding.")
+                                   "suggest a verdict, and measure the prompt's clique and Wen score. The "
+                                   "inspection is recorded as a run in the casebook (--casebook, else the one in "
+                                   "the user data folder), every generation as an unlabeled finding.")
     p.add_argument("prompt", metavar="PROMPT")
     p.add_argument("--model", default="demo", help="demo (default), a local diffusers folder, or a .safetensors file")
     p.add_argument("--index", default="demo",
@@ -26,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--no-wen", action="store_true", help="skip the Wen score")
-    p.add_argument("--casebook", help="record every generation as an unlabeled finding in this casebook")
+    p.add_argument("--casebook", help="the casebook that records the run and every generation as an unlabeled "
+                                      "finding (default: casebook.db in the user data folder)")
+    p.add_argument("--reviewer", default="", metavar="NAME", help="who ran the inspection (kept with the run)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
 
@@ -48,7 +51,9 @@ def _generation_dict(item, finding_id) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.session import Inspected, InspectRequest, finding_from, inspect_prompt
+    from inspector.casebook import default_casebook_path
+    from inspector.runs import recorded_inspection
+    from inspector.session import Inspected, InspectRequest
 
     if not 1 <= args.n <= 10000:
         raise UserError(f"--n must be between 1 and 10000, got {args.n}")
@@ -65,21 +70,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"\r{info.get('stage')}…".ljust(60), end="", file=sys.stderr, flush=True)
 
+    casebook = args.casebook or str(default_casebook_path())
     items, summary = [], None
-    for value in inspect_prompt(args.model, args.index, request, progress=progress):
+    for value in recorded_inspection(casebook, args.model, args.index, request, kind="inspect",
+                                     reviewer=args.reviewer, progress=progress):
         if isinstance(value, Inspected):
             items.append(value)
         else:
             summary = value
     print(file=sys.stderr)
-    ids = [None] * len(items)
-    if args.casebook:
-        from inspector.casebook import Casebook
-
-        with Casebook.open(args.casebook) as book:
-            ids = [book.record(finding_from(item, summary)) for item in items]
+    ids = [item.finding_id for item in items]
     if args.json:
-        print_json({**summary.as_dict(), "generations": [_generation_dict(i, f) for i, f in zip(items, ids, strict=True)]})
+        print_json({**summary.as_dict(), "casebook": casebook,
+                    "generations": [_generation_dict(i, f) for i, f in zip(items, ids, strict=True)]})
         return 0
     words = role_words((summary.index or {}).get("role"))
     print(f"prompt “{args.prompt}”: {len(items)} generations")
@@ -106,4 +109,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"words that steer hardest (Wen attribution, per word): {steering_words(summary.wen_tokens, unknown)}")
     for note in summary.notes:
         print(f"note: {note}")
+    print(f"recorded as run #{summary.run_id} with its {len(items)} generations in {casebook}")
     return 0

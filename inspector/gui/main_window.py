@@ -35,18 +35,19 @@ DEMO = "demo"
 
 
 def _inspect_in_background(*args, **kwargs):
-    """``inspect_prompt`` for the window: torch keeps one core free, so the UI thread always finds one (on two
-    cores, two busy torch threads made the window stall for over 100 ms)."""
+    """``recorded_inspection`` for the window (a run in the casebook, every generation a finding as it is made):
+    torch keeps one core free, so the UI thread always finds one (on two cores, two busy torch threads made the
+    window stall for over 100 ms)."""
     import os
 
     import torch
 
-    from inspector.session import inspect_prompt
+    from inspector.runs import recorded_inspection
 
     wanted = max(1, (os.cpu_count() or 2) - 1)
     if torch.get_num_threads() > wanted:
         torch.set_num_threads(wanted)
-    yield from inspect_prompt(*args, **kwargs)
+    yield from recorded_inspection(*args, kind="window", **kwargs)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -95,6 +96,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Memorization Inspector")
         self.hub = WorkerHub()
         self.run_worker: GeneratorWorker | None = None
+        self.run_id: int | None = None  # the casebook run of the latest generation run
         self.summary = None
         self._view_request = 0
         self._undo: list = []
@@ -360,7 +362,9 @@ class MainWindow(QMainWindow):
         self.prompt_panel.progress.setRange(0, request.n * max(1, request.steps or 1))
         self.prompt_panel.progress.setValue(0)
         self.prompt_panel.progress.setFormat("starting…")
-        worker = GeneratorWorker(_inspect_in_background, self.model_source, self.index_source, request)
+        self.run_id = None
+        worker = GeneratorWorker(_inspect_in_background, self.casebook_path, self.model_source, self.index_source,
+                                 request, reviewer=self.label_bar.reviewer.text())
         worker.signals.yielded.connect(self._on_result)
         worker.signals.progress.connect(self._on_progress)
         worker.signals.errored.connect(self._on_run_error)
@@ -376,6 +380,8 @@ class MainWindow(QMainWindow):
 
     def _on_progress(self, info: dict) -> None:
         stage = info.get("stage")
+        if info.get("run_id") is not None:
+            self.run_id = info["run_id"]
         bar = self.prompt_panel.progress
         if stage == "sampling":
             steps = max(1, info.get("steps") or 1)
@@ -438,6 +444,9 @@ class MainWindow(QMainWindow):
         cancelled = worker is not None and worker.cancelled
         self.prompt_panel.progress.setFormat(("cancelled: " if cancelled else "done: ") + f"{n} images")
         self.prompt_panel.status.setText(self.strip.summary_text() if n else "")
+        if self.run_id is not None:
+            self.statusBar().showMessage(f"Run #{self.run_id} and its {n} generations are on the record in "
+                                         f"{Path(self.casebook_path).name}", 10000)
         if n:
             self.label_bar.set_enabled(True)
         self.run_finished.emit()

@@ -52,10 +52,12 @@ class GeneratorWorker(QRunnable):
             result = self._func(*self._args, cancel=self.cancel_event, progress=sig.progress.emit, **self._kwargs)
             if isinstance(result, Generator):
                 for value in result:
+                    # A value made before the cancel arrived is shown (a finished image stays, and the run's
+                    # record already counts it); nothing after it is computed.
+                    sig.yielded.emit(value)
                     if self.cancel_event.is_set():
                         result.close()
                         break
-                    sig.yielded.emit(value)
                 result = None
             sig.returned.emit(result)
         except BaseException as exc:  # noqa: BLE001 - every error is shown to the person, none is swallowed

@@ -573,16 +573,20 @@ class MainWindow(QMainWindow):
         tab = self.casebook_tab
         if not Path(self.casebook_path).exists():
             tab.model.set_rows([])
-            tab.counts.setText("The casebook is empty: label a generation to add the first finding.")
+            tab.set_runs([])
+            tab.counts.setText("The casebook is empty: generate images to put the first run on the record.")
             return
         try:
             with self._open_casebook() as book:
                 f = tab.filters()
-                rows = book.findings(label=f["label"], text=f["text"], limit=2000, thumbnails=True)
+                rows = book.findings(label=f["label"], text=f["text"], run_id=f["run_id"], limit=2000,
+                                     thumbnails=True)
                 counts = book.counts()
+                runs = book.runs(descending=True, limit=500)
         except UserError as exc:
             tab.message.setText(str(exc))
             return
+        tab.set_runs(runs)
         tab.model.set_rows(rows)
         tab.counts.setText(" · ".join(f"{k}: {v}" for k, v in counts.items()) + f"   ({self.casebook_path})")
 

@@ -319,3 +319,15 @@ def test_the_window_shows_an_exact_copy_at_0_with_its_size_order_and_heatmaps(qt
             assert metrics.tile_l2_grid(a, b).max() == pytest.approx(nb.tiled_l2, abs=1e-6)
     finally:
         win.hub.shutdown()
+
+
+@pytest.mark.parametrize("size", [8, 37, 64])
+def test_the_indexs_batch_distances_agree_with_the_metrics(size):
+    from inspector.training_index.search import _distances_many
+
+    rng = np.random.default_rng(size)
+    query = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    others = rng.integers(0, 256, (6, size, size, 3), dtype=np.uint8)
+    l2, tiled = _distances_many(query, others)
+    assert l2 == pytest.approx([metrics.l2(query, o) for o in others], abs=1e-12)
+    assert tiled == pytest.approx([metrics.tiled_l2(query, o) for o in others], abs=1e-12)

@@ -22,6 +22,7 @@ from inspector.casebook.keys import generation_key
 from inspector.cli import main
 from inspector.findings import Finding, Neighbour
 from inspector.provenance import SCHEMA, png_bytes
+from inspector.resources import demo_model_dir
 
 WEIGHTS = "5e" * 32
 
@@ -322,3 +323,38 @@ def test_a_version_2_casebook_keeps_every_finding_and_event_and_verifies_after_m
         assert book.verify().ok
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         _tamper(path, "DELETE FROM label_events WHERE id = 1")
+
+
+# --- a scan's runs -----------------------------------------------------------------------------------------------
+
+needs_demo = pytest.mark.skipif(not (demo_model_dir() / "model_index.json").exists(), reason="no demo model")
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL: the scan stops where it is, nothing is finished."""
+
+
+@needs_demo
+def test_a_killed_scan_leaves_its_prompt_run_unfinished_and_the_resume_finishes_that_run(tmp_path):
+    from inspector.scan import scan
+
+    book_path = tmp_path / "casebook.db"
+    kwargs = dict(n=3, steps=2, prompts_file=tmp_path / "prompts.txt")
+
+    def killer(info: dict) -> None:
+        if info.get("stage") == "sampling" and info.get("prompt_done", 0) >= 1:
+            raise _Killed  # the second image is being made: the first one is recorded
+
+    with pytest.raises(_Killed):
+        list(scan(["colourful squares"], book_path, progress=killer, **kwargs))
+    with Casebook.open(book_path) as book:
+        [run] = book.runs()
+        assert (run.kind, run.finished, run.n_requested) == ("scan", False, 3)
+        assert "not finished" in run.in_words() and run.settings["scan"]
+    [result] = list(scan(["colourful squares"], book_path, resume=True, **kwargs))
+    with Casebook.open(book_path) as book:
+        [again] = book.runs()  # the same run, now finished: one run per prompt, not one per attempt
+        assert again.id == run.id == result["run_id"] and again.finished and again.n_finished == 3
+        assert sorted(f.id for f in book.findings(run_id=run.id)) == sorted(result["findings"])
+        assert again.near_copies + again.likeness + again.novel == 3
+        assert book.verify().ok

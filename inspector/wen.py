@@ -33,7 +33,7 @@ class WenResult:
 def _encode(pipe, prompt: str, negative: str):
     import torch
 
-    from inspector.demo.pipeline import DemoPipeline
+    from inspector.generation.demo_pipeline import DemoPipeline
 
     device = pipe._execution_device
     if isinstance(pipe, DemoPipeline):
@@ -48,7 +48,7 @@ def _encode(pipe, prompt: str, negative: str):
 
 
 def _latent_shape(pipe, n: int, size: int | None) -> tuple[int, ...]:
-    from inspector.demo.pipeline import DemoPipeline
+    from inspector.generation.demo_pipeline import DemoPipeline
 
     if isinstance(pipe, DemoPipeline):
         s = pipe.native_size

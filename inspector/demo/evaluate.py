@@ -52,7 +52,7 @@ def evaluate(model_dir: Path, training: Path, seeds: int = 16, steps: int = 25,
              guidance: float | None = None) -> dict:
     import torch
 
-    from inspector.demo.pipeline import DemoPipeline
+    from inspector.generation.demo_pipeline import DemoPipeline
 
     pipe = DemoPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)

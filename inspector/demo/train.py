@@ -23,7 +23,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from inspector.demo.pipeline import DemoPipeline
+from inspector.generation.demo_pipeline import DemoPipeline
 from inspector.images import canonical
 
 NATIVE_SIZE = 32

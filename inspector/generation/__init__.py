@@ -23,7 +23,7 @@ from inspector.generation.loading import (
     resolve_device,
     resolve_dtype,
 )
-from inspector.generation.reproduce import (
+from inspector.generation.reproduction import (
     ReproduceError,
     ReproduceResult,
     load_recorded_model,

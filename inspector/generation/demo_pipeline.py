@@ -3,6 +3,10 @@
 The demo model has no VAE: the UNet works on RGB pixels in [-1, 1] at the model's native size (32 px). Apart
 from that it is driven exactly like Stable Diffusion: ``pipe(prompt, negative_prompt=..., generator=[...],
 num_inference_steps=..., guidance_scale=..., callback_on_step_end=...)``.
+
+It lives beside the generation engine because the engine loads it (``model_index.json`` names the class
+``DemoPipeline``, never a module path, so demo folders saved before the move load unchanged); the code that
+builds and trains the demo model is :mod:`inspector.demo`.
 """
 
 from __future__ import annotations

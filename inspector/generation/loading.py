@@ -270,7 +270,7 @@ def _components(folder: Path, index: dict[str, Any]) -> dict[str, tuple[str, str
 def _pipeline_class(folder: Path, class_name: str) -> type:
     """The pipeline class named by model_index.json: ours (the demo) or a diffusers text-to-image pipeline."""
     if class_name == _DEMO_CLASS:
-        from inspector.demo.pipeline import DemoPipeline
+        from inspector.generation.demo_pipeline import DemoPipeline
 
         return DemoPipeline
     import inspect

@@ -7,6 +7,9 @@
 
 The file opens in any SQLite tool (Datasette shows its tables and thumbnails); ``verify`` checks that nothing
 was changed outside the API. No Qt here.
+
+Other packages use the names exported here, never the modules inside (an import-linter contract in
+pyproject.toml checks it), so the casebook's files can be reorganised without touching its users.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from inspector.casebook.errors import (
     NotACasebookError,
     ReadOnlyCasebookError,
 )
-from inspector.casebook.paths import DATA_DIR_ENV, data_dir, default_casebook_path
+from inspector.casebook.paths import DATA_DIR_ENV, data_dir, default_casebook_path, is_casebook_file
 from inspector.casebook.pictures import THUMBNAIL_SIDE
 from inspector.casebook.schema import APPLICATION_ID, SCHEMA_VERSION
-from inspector.casebook.store import Casebook, fts_query, model_identity
+from inspector.casebook.store import Casebook, fts_query, model_identity, verdict_neighbour
 from inspector.casebook.verify import Problem, VerifyReport
 
 __all__ = [
@@ -44,5 +47,7 @@ __all__ = [
     "data_dir",
     "default_casebook_path",
     "fts_query",
+    "is_casebook_file",
     "model_identity",
+    "verdict_neighbour",
 ]

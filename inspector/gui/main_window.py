@@ -649,7 +649,7 @@ class MainWindow(QMainWindow):
     def export_chosen(self, out: str) -> GeneratorWorker | None:
         """Export the report to a file the person chose: never over the casebook itself, and over an existing
         file only after asking. Returns the export's worker, or None when nothing is written."""
-        from inspector.casebook.paths import is_casebook_file
+        from inspector.casebook import is_casebook_file
 
         if is_casebook_file(out, self.casebook_path):
             text = f"{out} is the casebook itself: the report cannot be written over it. Choose another file name."

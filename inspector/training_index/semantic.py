@@ -5,8 +5,14 @@ embeddings are a second retrieval signal for that: with ``--clip MODEL`` at buil
 L2-normalised embedding, and queries also retrieve the images whose embeddings are most similar (cosine).
 
 MODEL is a folder holding a transformers CLIP checkpoint (config.json + weights; a full ``CLIPModel`` or a vision
-tower ``CLIPVisionModelWithProjection``) or a Hub id already in the local Hugging Face cache. The network is never
-used. torch and transformers are imported only when a model is loaded.
+tower ``CLIPVisionModelWithProjection``), a Stable Diffusion 1.x folder (or its ``safety_checker`` folder: the
+``StableDiffusionSafetyChecker`` holds a CLIP ViT-L/14 vision tower and projection, used here with nothing to
+download), or a Hub id of either already in the local Hugging Face cache. The network is never used. torch and
+transformers are imported only when a model is loaded.
+
+An embedder folder may carry ``likeness.json`` (``{"threshold": ..., "score": ..., ...}``): its likeness
+threshold, calibrated on held-out pairs (the demo embedder has one, see inspector/demo/embedder.py). The index
+copies it into its manifest; without one the threshold is :data:`DEFAULT_LIKENESS_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from inspector.errors import UserError
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                "pytorch_model.bin.index.json")
+                "pytorch_model.bin.index.json", "model.fp16.safetensors")
+#: The safety checker's class in diffusers, and its folder inside a Stable Diffusion 1.x model.
+SAFETY_CHECKER = "StableDiffusionSafetyChecker"
+SAFETY_CHECKER_FOLDER = "safety_checker"
+#: Cosine similarity above which a generation may show a training image's subject, for an embedder that carries
+#: no calibrated threshold of its own (likeness.json).
+DEFAULT_LIKENESS_THRESHOLD = 0.9
+LIKENESS_FILE = "likeness.json"
 
 
 class SemanticModelError(UserError):
@@ -34,9 +47,15 @@ class SemanticModelError(UserError):
 
 
 def resolve_model_folder(ref: str | os.PathLike) -> Path:
-    """The local folder of a CLIP model given as a folder or as a Hub id in the local cache (never downloads)."""
+    """The local folder of a CLIP model given as a folder or as a Hub id in the local cache (never downloads).
+
+    A Stable Diffusion folder (model_index.json) resolves to its safety checker's folder, which holds the CLIP
+    vision tower.
+    """
     path = Path(ref).expanduser()
     if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return safety_checker_folder(path)
         if not (path / "config.json").is_file():
             raise SemanticModelError(f"{path} has no config.json: give the folder that holds the CLIP model's "
                                      "config.json and weights")
@@ -51,9 +70,50 @@ def resolve_model_folder(ref: str | os.PathLike) -> Path:
         raise SemanticModelError(
             f"CLIP model '{ref}' is neither a folder nor in the local Hugging Face cache (the network is never "
             "used): give a folder holding config.json and the weights") from None
+    if (folder / "model_index.json").is_file():
+        return safety_checker_folder(folder)
     if not (folder / "config.json").is_file():
         raise SemanticModelError(f"the cached '{ref}' has no config.json: give a CLIP model folder instead")
     return folder
+
+
+def has_safety_checker(model_folder: str | os.PathLike) -> bool:
+    """Whether a diffusers model folder ships a safety checker whose CLIP tower can embed images."""
+    try:
+        safety_checker_folder(Path(model_folder))
+    except SemanticModelError:
+        return False
+    return True
+
+
+def safety_checker_folder(model_folder: Path) -> Path:
+    """The ``safety_checker`` folder of a Stable Diffusion folder, checked to be a StableDiffusionSafetyChecker."""
+    try:
+        index = json.loads((model_folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SemanticModelError(f"{model_folder / 'model_index.json'} is unreadable ({exc})") from None
+    entry = index.get(SAFETY_CHECKER_FOLDER) if isinstance(index, dict) else None
+    folder = model_folder / SAFETY_CHECKER_FOLDER
+    if not (isinstance(entry, list) and len(entry) == 2 and entry[1] == SAFETY_CHECKER) \
+            or not (folder / "config.json").is_file():
+        raise SemanticModelError(
+            f"{model_folder} is a diffusers model without a safety checker (Stable Diffusion 2.x and SDXL ship "
+            "none), so it has no image embedder: give a CLIP model folder or cached Hub id")
+    return folder.resolve()
+
+
+def read_likeness(folder: Path) -> dict[str, Any] | None:
+    """The embedder's calibrated likeness record (likeness.json), or None when it has none."""
+    path = Path(folder) / LIKENESS_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        float(record["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SemanticModelError(f"{path} is unreadable ({exc}): restore it or delete it (then the threshold "
+                                 f"is {DEFAULT_LIKENESS_THRESHOLD})") from None
+    return record
 
 
 def model_identity(folder: Path) -> dict[str, Any]:
@@ -86,6 +146,8 @@ class SemanticModel:
         kind = config.get("model_type")
         if kind not in ("clip", "clip_vision_model"):
             raise SemanticModelError(f"{folder} holds a '{kind}' model, not CLIP: give a CLIP model folder")
+        if SAFETY_CHECKER in (config.get("architectures") or []):
+            kind = "safety_checker"
         try:
             import torch  # noqa: F401 - imported here so that the rest of the index never needs it
             from transformers import CLIPModel, CLIPVisionModelWithProjection
@@ -93,30 +155,42 @@ class SemanticModel:
 
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
-            model_class = CLIPModel if kind == "clip" else CLIPVisionModelWithProjection
-            model = model_class.from_pretrained(str(folder), local_files_only=True).eval()
+            if kind == "safety_checker":
+                model = _load_safety_checker_tower(folder)
+            else:
+                model_class = CLIPModel if kind == "clip" else CLIPVisionModelWithProjection
+                model = model_class.from_pretrained(str(folder), local_files_only=True).eval()
         except ImportError as exc:
             raise SemanticModelError(f"CLIP embeddings need torch and transformers ({exc})") from None
         except (OSError, ValueError, RuntimeError) as exc:
             raise SemanticModelError(f"cannot load the CLIP model in {folder}: {exc}") from None
+        if kind == "safety_checker":
+            kind = "clip_vision_model"  # from here on it is a vision tower with its projection, like any other
         vision = model.config.vision_config if kind == "clip" else model.config
         dim = int(model.config.projection_dim)
         mean, std = CLIP_MEAN, CLIP_STD
-        processor = folder / "preprocessor_config.json"
-        if processor.is_file():
+        # A Stable Diffusion folder keeps the safety checker's preprocessing beside it, in feature_extractor/.
+        for processor in (folder / "preprocessor_config.json",
+                          folder.parent / "feature_extractor" / "preprocessor_config.json"):
+            if not processor.is_file():
+                continue
             try:
                 pre = json.loads(processor.read_text(encoding="utf-8"))
                 mean, std = tuple(pre.get("image_mean", mean)), tuple(pre.get("image_std", std))
             except (OSError, ValueError):
                 pass  # the defaults are CLIP's own; a broken processor file does not change the model
+            break
         return cls(folder=folder, input_size=int(vision.image_size), dim=dim,
                    mean=np.asarray(mean, dtype=np.float32), std=np.asarray(std, dtype=np.float32),
                    _model=model, _kind=kind)
 
     def describe(self, ref: str | os.PathLike) -> dict[str, Any]:
-        """The manifest entry for this model."""
+        """The manifest entry for this model, with its likeness threshold (calibrated, or the default)."""
+        likeness = read_likeness(self.folder)
         return {
             "model": str(ref),
+            "likeness_threshold": float(likeness["threshold"]) if likeness else DEFAULT_LIKENESS_THRESHOLD,
+            "likeness_calibration": likeness,
             "folder": str(self.folder),
             "identity": model_identity(self.folder),
             "dim": self.dim,
@@ -147,3 +221,40 @@ class SemanticModel:
         emb = np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return (emb / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _load_safety_checker_tower(folder: Path) -> Any:
+    """The CLIP vision tower and projection of a StableDiffusionSafetyChecker folder, as a
+    ``CLIPVisionModelWithProjection`` (float32, eval mode).
+
+    The checker's tower weights are named ``vision_model.vision_model.*`` in the files Stable Diffusion 1.x ships
+    (saved with transformers 4) and ``vision_model.*`` when saved with transformers 5, beside
+    ``visual_projection.weight``; loading them as a ``CLIPModel`` would silently leave the tower random, so they
+    are mapped by name and every tower weight must be found. Only safetensors are read (pickles can run code).
+    """
+    from safetensors.torch import load_file
+    from transformers import CLIPConfig, CLIPVisionModelWithProjection
+
+    weights = next((folder / name for name in ("model.safetensors", "model.fp16.safetensors")
+                    if (folder / name).is_file()), None)
+    if weights is None:
+        raise SemanticModelError(
+            f"{folder} has no model.safetensors (pickle weights such as pytorch_model.bin are refused, because "
+            "unpickling can run code): use a copy of the model with safetensors weights")
+    config = CLIPConfig.from_pretrained(str(folder), local_files_only=True)
+    vision = config.vision_config
+    vision.projection_dim = int(config.projection_dim)
+    model = CLIPVisionModelWithProjection(vision)
+    prefix = "vision_model."
+    state = {}
+    for name, tensor in load_file(str(weights)).items():
+        if name == "visual_projection.weight":
+            state[name] = tensor.float()
+        elif name.startswith(prefix):
+            rest = name[len(prefix):]
+            state[prefix + rest.removeprefix(prefix)] = tensor.float()
+    missing, _ = model.load_state_dict(state, strict=False)
+    if missing:
+        raise SemanticModelError(f"{weights} is not a complete safety checker: {len(missing)} weights of the "
+                                 f"CLIP tower are missing (e.g. {missing[0]})")
+    return model.eval()

@@ -132,8 +132,15 @@ class PromptSummary:
 
 
 class _Cache:
-    def __init__(self, loader: Callable[[str], Any]):
+    """One loaded value at a time (a model, an index), reused while the same ``key`` is asked for.
+
+    Asking for another key drops the value held first, through ``drop`` when given, so that a model's memory
+    (on the GPU above all) is free before the next model loads: two large models rarely fit at once.
+    """
+
+    def __init__(self, loader: Callable[..., Any], drop: Callable[[Any], None] | None = None):
         self._loader = loader
+        self._drop = drop
         self._key: str | None = None
         self._value: Any = None
         self._lock = threading.Lock()
@@ -141,14 +148,13 @@ class _Cache:
     def get(self, key: str, **kwargs: Any) -> Any:
         with self._lock:
             if self._key != key:
+                old = self._value
                 self._key, self._value = None, None  # a failed load must not leave the old key behind
+                if old is not None and self._drop is not None:
+                    self._drop(old)
                 self._value = self._loader(key, **kwargs)
                 self._key = key
             return self._value
-
-    def forget(self) -> None:
-        with self._lock:
-            self._key, self._value = None, None
 
 
 def _load_model(source: str) -> Any:
@@ -157,7 +163,13 @@ def _load_model(source: str) -> Any:
     return load_model(source)
 
 
-MODELS = _Cache(_load_model)
+def _release_model(model: Any) -> None:
+    # The window runs one inspection at a time, so the model dropped here is idle; release waits for its
+    # sampling lock all the same, and a sampler that still held it would get a "released" error, never garbage.
+    model.release()
+
+
+MODELS = _Cache(_load_model, drop=_release_model)
 INDEXES = _Cache(lambda key, **kw: open_index(key, **kw))
 
 

@@ -198,6 +198,18 @@ def test_the_demo_source_names_the_build_command_when_the_demo_is_missing(monkey
         load_model("demo")
 
 
+def test_picking_another_model_frees_the_one_loaded_before(models):
+    from inspector.session import MODELS
+
+    first = MODELS.get(str(models["demo"]))
+    assert MODELS.get(str(models["demo"])) is first  # the same model again is the cached one
+    second = MODELS.get(str(models["sd"]))
+    assert first.pipeline is None and second.pipeline is not None  # GPU memory would be free for the second
+    with pytest.raises(GenerationError, match="released"):  # anyone still holding the first is told, not fed garbage
+        list(generate(first, GenerationRequest("a cat", n=1, steps=2)))
+    assert len(list(generate(second, GenerationRequest("a cat", n=1, steps=2)))) == 1
+
+
 def test_unknown_or_absent_devices_and_dtypes_are_refused(models):
     with pytest.raises(ModelLoadError, match="unknown device"):
         load_model(models["demo"], device="tpu")

@@ -15,13 +15,6 @@ from inspector.demo.train import TrainConfig, load_pixels, make_pipeline, train
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
 
-def demo_dir() -> Path:
-    """Where the demo world lives (resources/demo beside the package, or inside an installed package)."""
-    from inspector.resources import resource_path
-
-    return resource_path("demo")
-
-
 def library_versions() -> dict[str, str]:
     import diffusers
     import numpy

@@ -90,7 +90,7 @@ class LoadedModel:
     """A pipeline ready to sample, with what provenance needs to know about it.
 
     Use one ``LoadedModel`` from any thread: sampling calls are serialised by an internal lock.
-    Call :meth:`release` to free its memory before loading another model.
+    :meth:`release` frees its memory; the session's model cache calls it before it loads another model.
     """
 
     pipeline: Any

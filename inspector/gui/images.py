@@ -20,10 +20,6 @@ def qimage_from_array(arr: np.ndarray) -> QImage:
     return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def qimage_from_pil(im) -> QImage:
-    return qimage_from_array(np.asarray(im.convert("RGBA") if im.mode in ("RGBA", "LA", "P") else im.convert("RGB")))
-
-
 def qimage_from_png(data: bytes) -> QImage:
     image = QImage()
     image.loadFromData(data, "PNG")

@@ -687,8 +687,3 @@ class MainWindow(QMainWindow):
         self._remember()
         self.hub.shutdown()
         super().closeEvent(event)
-
-
-def settle(ms: int = 0) -> None:
-    """Let queued events run (used by the screenshot path)."""
-    QTimer.singleShot(ms, lambda: None)

@@ -85,9 +85,6 @@ class WorkerHub:
         (self.serial if serial else self.heavy).start(worker)
         return worker
 
-    def run(self, func: Callable, *args, serial: bool = False, **kwargs) -> GeneratorWorker:
-        return self.start(GeneratorWorker(func, *args, **kwargs), serial=serial)
-
     def shutdown(self, timeout_ms: int = 10000) -> None:
         for worker in list(self._alive):
             worker.quit()

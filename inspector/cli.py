@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "inspector.commands.inspect",
     "inspector.commands.scan",
     "inspector.commands.casebook",
+    "inspector.commands.report",
     "inspector.commands.demo",
 )
 

@@ -37,13 +37,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from inspector.errors import UserError
+from inspector.fileio import sha256_file, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ def _load_hash_cache(path: Path) -> dict[str, Any]:
 def _store_hash_cache(path: Path, data: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".part", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=0, sort_keys=True)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=0, sort_keys=True))
     except OSError as exc:  # a cache we cannot write only costs time next start
         log.warning("cannot write the weight-hash cache %s (%s); hashes will be recomputed", path, exc)
 
@@ -115,8 +112,7 @@ def file_sha256(path: str | os.PathLike, use_cache: bool = True) -> str:
             hit = _load_hash_cache(store).get(key)
         if isinstance(hit, dict) and hit.get("stamp") == stamp and isinstance(hit.get("sha256"), str):
             return hit["sha256"]
-    with open(real, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = sha256_file(real)
     if use_cache:
         with _cache_lock:
             data = _load_hash_cache(store)
@@ -139,12 +135,45 @@ def files_sha256(root: Path, files: list[Path]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------- image records
 
 
+#: The pixel hash's definition, named in every record that carries one (``pixels_sha256_rule``): the sha256 of
+#: the raw 8-bit RGB bytes, row-major, height x width x 3, nothing before or after them. Anyone can recompute it,
+#: e.g. ``hashlib.sha256(numpy.asarray(Image.open(png).convert("RGB")).tobytes())``.
+PIXELS_RULE = "sha256 of raw RGB bytes (row-major, H x W x 3, 8 bit)"
+#: The older definition, implied by a record without ``pixels_sha256_rule``: the same bytes after the prefix
+#: ``"{width}x{height}:"`` (ASCII).
+PIXELS_RULE_SIZED = "sha256 of 'WIDTHxHEIGHT:' then raw RGB bytes (row-major, H x W x 3, 8 bit)"
+
+
+def rgb_sha256(image: Any) -> str:
+    """The pixel hash (:data:`PIXELS_RULE`): sha256 of the image's raw 8-bit RGB bytes, row-major (H x W x 3),
+    independent of how the PNG was compressed. Any tool that decodes the image to RGB can recompute it."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return hashlib.sha256(rgb.tobytes()).hexdigest()
+
+
 def pixels_sha256(image: Any) -> str:
-    """The sha256 of an image's 8-bit RGB pixels (row-major), independent of how the PNG was compressed."""
+    """The older, size-prefixed pixel hash (:data:`PIXELS_RULE_SIZED`): sha256 of ``"{width}x{height}:"`` and
+    the raw RGB bytes. Provenance records written before ``pixels_sha256_rule`` carry this one, and the
+    casebook's generation key is built on it (so keys stay stable); new records carry :func:`rgb_sha256`."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
     h.update(rgb.tobytes())
     return h.hexdigest()
+
+
+def recorded_pixels_rule(record: Mapping[str, Any]) -> str:
+    """The definition a provenance record's ``pixels_sha256`` follows: :data:`PIXELS_RULE` when the record says
+    so, else (older records) :data:`PIXELS_RULE_SIZED`."""
+    return PIXELS_RULE if record.get("pixels_sha256_rule") == PIXELS_RULE else PIXELS_RULE_SIZED
+
+
+def pixels_sha256_by_rule(image: Any, rule: str) -> str:
+    """The pixel hash of ``image`` under ``rule`` (:data:`PIXELS_RULE` or :data:`PIXELS_RULE_SIZED`)."""
+    if rule == PIXELS_RULE:
+        return rgb_sha256(image)
+    if rule == PIXELS_RULE_SIZED:
+        return pixels_sha256(image)
+    raise ValueError(f"unknown pixel hash rule {rule!r}")
 
 
 def library_versions() -> dict[str, str]:

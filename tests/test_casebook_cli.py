@@ -91,7 +91,7 @@ def test_export_writes_each_format(casebook, tmp_path, capsys, fmt):
 
 
 def test_export_with_a_bad_format_or_folder_exits_2_and_writes_nothing(casebook, tmp_path):
-    assert main(["casebook", "export", str(casebook), "--format", "pdf", "--out", str(tmp_path / "r.pdf")]) == 2
+    assert main(["casebook", "export", str(casebook), "--format", "docx", "--out", str(tmp_path / "r.docx")]) == 2
     assert main(["casebook", "export", str(casebook), "--format", "csv", "--out", str(tmp_path / "no" / "r")]) == 2
     assert main(["casebook", "export", str(casebook), "--format", "csv"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.db"]
@@ -136,7 +136,8 @@ def test_export_refuses_an_existing_file_unless_overwrite_is_given(casebook, tmp
 
     assert main(["casebook", "export", str(casebook), "--format", fmt, "--out", str(out), "--overwrite"]) == 0
     assert out.read_text() != "last week's report" and out.stat().st_size > 100
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("case.db")) == [out.name]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("case.db")) == [
+        out.name, f"{out.name}.manifest.json"]
     assert main(["casebook", "verify", str(casebook)]) == 0
 
 
@@ -146,14 +147,15 @@ def test_an_export_never_replaces_a_file_that_appears_while_it_is_written(casebo
     out = tmp_path / "r.csv"
     real = report.write_csv
 
-    def slow(book, stream):
+    def slow(book, stream, **kwargs):
         out.write_text("someone else's file")  # created after the check, before the rename
-        return real(book, stream)
+        return real(book, stream, **kwargs)
 
     monkeypatch.setattr(report, "write_csv", slow)
     assert main(["casebook", "export", str(casebook), "--format", "csv", "--out", str(out)]) == 2
     assert out.read_text() == "someone else's file"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    assert not (tmp_path / "r.csv.manifest.json").exists()  # nothing half-published beside it
 
 
 def test_verify_exits_0_when_all_is_well_and_1_naming_each_tampered_finding(casebook, capsys):

@@ -75,6 +75,13 @@ def test_the_wheel_ships_resources_as_the_package_data_folder_inspector_resource
     assert on_disk <= shipped, sorted(on_disk - shipped)[:10]  # every training image too
 
 
+def test_the_wheel_ships_the_report_templates():
+    shipped = set(shipped_package_data()["inspector.report"])
+    on_disk = {p.relative_to(ROOT / "inspector" / "report").as_posix()
+               for p in (ROOT / "inspector" / "report" / "templates").iterdir() if p.is_file()}
+    assert {"templates/report.html.j2", "templates/report.css"} <= on_disk <= shipped, sorted(on_disk - shipped)
+
+
 def test_resource_path_finds_the_icon_and_the_demo_in_a_checkout():
     assert resource_path("icons", f"{NAME}.svg").is_file()
     assert resource_path("demo", "model", "model_index.json").is_file()

@@ -46,15 +46,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--reviewer", default="", metavar="NAME", help="who is labeling")
     a.set_defaults(func=run_label)
 
-    a = actions.add_parser("export", help="write the casebook as an HTML report, CSV or JSON", description=(
-        "Export every finding. HTML is one self-contained file (images inline) for a reviewer; CSV one row per"
-        " finding; JSON every field but the image bytes. The file appears only when complete; an existing file is"
-        " replaced only with --overwrite, and the casebook itself never is."))
+    a = actions.add_parser("export", help="write findings as a PDF or HTML report, CSV or JSON", description=(
+        "Export findings (all, or those the filters choose; every filter given must hold). PDF and HTML are"
+        " reports for a reviewer or a court bundle: a cover page, one summary page per prompt, each finding on its"
+        " own page(s) with its images, distances, heatmaps, label history and full provenance. CSV is one row per"
+        " finding; JSON every field but the image bytes. Beside PATH a manifest (PATH.manifest.json) records the"
+        " sha256 of the export and of each image in it, the casebook's sha256 and chain head and the filters;"
+        " --sign also writes OpenSSH signatures (PATH.sig, PATH.manifest.json.sig). The files appear only when"
+        " complete; existing files are replaced only with --overwrite, and the casebook itself never is."))
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
-    a.add_argument("--format", required=True, choices=("html", "csv", "json"), dest="fmt")
+    a.add_argument("--format", required=True, choices=("html", "pdf", "csv", "json"), dest="fmt")
     a.add_argument("--out", required=True, type=Path, metavar="PATH", help="the file to write")
     a.add_argument("--overwrite", action="store_true",
-                   help="replace PATH if it exists (never the casebook itself)")
+                   help="replace PATH (and its manifest and signatures) if they exist (never the casebook itself)")
+    a.add_argument("--id", type=int, nargs="+", metavar="N", dest="ids", help="only these findings")
+    a.add_argument("--label", choices=LIST_LABEL_CHOICES, help="only findings with this label")
+    a.add_argument("--prompt", metavar="TEXT", help="only findings of exactly this prompt")
+    a.add_argument("--run", type=int, metavar="ID", dest="run_id", help="only the findings this run made")
+    a.add_argument("--since", metavar="DATE",
+                   help="only findings recorded at or after DATE (2026-11-01, or 2026-11-01T09:30 in your time"
+                        " zone, or ...Z for UTC)")
+    a.add_argument("--sign", type=Path, metavar="KEY",
+                   help="sign the export with this OpenSSH Ed25519 private key (ssh-keygen -t ed25519); a"
+                        " passphrase is read from $INSPECTOR_KEY_PASSPHRASE or asked on the terminal")
+    a.add_argument("--title", metavar="TEXT", help="the report's title (default: Casebook report: FILE)")
+    a.add_argument("--matter", default="", metavar="TEXT", help="the matter the report is for (cover page)")
+    a.add_argument("--claimant", default="", metavar="TEXT", help="the claimant (cover page)")
+    a.add_argument("--author", default="", metavar="NAME", help="who prepared the report (cover page)")
     a.set_defaults(func=run_export)
 
     a = actions.add_parser("verify", help="check that nothing was changed or damaged", description=(
@@ -127,11 +145,15 @@ def run_label(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from inspector.report import export
+    from inspector.report import ReportOptions, Selection, export
 
+    selection = Selection(ids=args.ids, label=args.label, prompt=args.prompt, run_id=args.run_id, since=args.since)
+    options = ReportOptions(title=args.title, matter=args.matter, claimant=args.claimant, author=args.author)
     with _open(args.file) as book:
-        n = export(book, args.out, args.fmt, overwrite=args.overwrite)
-    print(f"wrote {args.out} ({n} findings, {args.fmt})")
+        n = export(book, args.out, args.fmt, overwrite=args.overwrite, selection=selection, options=options,
+                   sign=args.sign)
+    signed = ", signed" if args.sign else ""
+    print(f"wrote {args.out} ({n} findings, {args.fmt}{signed}) and its manifest {args.out}.manifest.json")
     return 0
 
 

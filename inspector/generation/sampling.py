@@ -22,7 +22,6 @@ import hashlib
 import inspect
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from inspector.errors import UserError
+from inspector.fileio import write_atomic
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -200,20 +200,6 @@ class GeneratedImage:
 def seed_filename(seed: int) -> str:
     """The file name of a seed's image, e.g. ``seed_00000003.png``."""
     return f"seed_{seed:08d}.png"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a crash leaves no half file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------------------- planning
@@ -617,7 +603,7 @@ def _first_line(exc: BaseException) -> str:
 def _provenance(model: LoadedModel, p: _Plan, seed: int, image: Any, scheduler: Any, versions: dict[str, str],
                 threads: int, batch: list[int], index: int, nsfw: bool | None,
                 invariant: bool) -> dict[str, Any]:
-    from inspector.provenance import SCHEMA, json_safe, pixels_sha256
+    from inspector.provenance import PIXELS_RULE, SCHEMA, json_safe, rgb_sha256
 
     record: dict[str, Any] = {
         "schema": SCHEMA,
@@ -640,7 +626,8 @@ def _provenance(model: LoadedModel, p: _Plan, seed: int, image: Any, scheduler: 
         "torch_threads": threads,
         "noise": NOISE,
         "versions": versions,
-        "pixels_sha256": pixels_sha256(image),
+        "pixels_sha256": rgb_sha256(image),
+        "pixels_sha256_rule": PIXELS_RULE,  # records without it used the size-prefixed hash
     }
     if nsfw is not None:
         record["nsfw_content_detected"] = bool(nsfw)

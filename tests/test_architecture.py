@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "inspector"
-CONTRACTS = {c["type"]: c["name"] for c in
-             tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["importlinter"]["contracts"]}
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["importlinter"]
+CONTRACTS = {c["type"]: c["name"] for c in CONFIG["contracts"]}
 LAYERS, QT_BAN, CASEBOOK_API = CONTRACTS["layers"], CONTRACTS["forbidden"], CONTRACTS["protected"]
 
 
@@ -68,6 +68,15 @@ def test_the_untouched_package_keeps_every_contract(tmp_path):
 def test_a_throwaway_module_that_breaks_a_rule_breaks_its_contract(tmp_path, changes, broken):
     verdicts = lint_copy(tmp_path, changes)
     assert {name for name, v in verdicts.items() if v == "BROKEN"} == broken
+
+
+def test_the_architecture_page_shows_the_layers_the_contract_enforces():
+    page = (ROOT / "docs" / "architecture.md").read_text("utf-8")
+    section = page.split("## Layers\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    shown = [span.replace("\\|", "|") for row in rows for span in re.findall(r"`([^`]+)`", row)]
+    (contract,) = [c for c in CONFIG["contracts"] if c["type"] == "layers"]
+    assert shown == contract["layers"]
 
 
 def names_bound_by(init: Path, package: str) -> dict[str, str]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import UserError
+from inspector.fileio import write_atomic
 from inspector.prompt_files import load_prompt_file, read_prompts
 from inspector.session import (
     Inspected,
@@ -84,12 +85,6 @@ def scan_settings(*, model: str = "demo", index: str = "demo", n: int = N_DEFAUL
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    from inspector.generation.sampling import write_atomic
-
-    write_atomic(path, data)
 
 
 def _json_bytes(document: Any) -> bytes:
@@ -165,12 +160,12 @@ class ScanState:
         folder = self.prompt_folder(prompt)
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
-            _write_atomic(folder / "prompt.txt", prompt.encode("utf-8"))
+            write_atomic(folder / "prompt.txt", prompt.encode("utf-8"))
             if not (self.folder / "scan.json").exists():
-                _write_atomic(self.folder / "scan.json", _json_bytes({"settings": self.settings,
+                write_atomic(self.folder / "scan.json", _json_bytes({"settings": self.settings,
                                                                       "created_at": _now()}))
         png_path = folder / seed_filename(item.seed)
-        _write_atomic(png_path, item.png)
+        write_atomic(png_path, item.png)
         record = {
             "seed": item.seed,
             "position": item.position,
@@ -182,7 +177,7 @@ class ScanState:
             "nearest": [{"item_id": nb.item_id, "source": nb.source, "tiled_l2": nb.tiled_l2}
                         for nb in item.neighbours],
         }
-        _write_atomic(png_path.with_suffix(".json"), _json_bytes(record))
+        write_atomic(png_path.with_suffix(".json"), _json_bytes(record))
         return record
 
     def png(self, prompt: str, seed: int) -> bytes:
@@ -194,7 +189,7 @@ class ScanState:
         """Write the prompt's result, then delete its images: the candidates are in the casebook by now."""
         folder = self.prompt_folder(prompt)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / "result.json", _json_bytes(result))
+        write_atomic(folder / "result.json", _json_bytes(result))
         self.tidy(prompt)
 
     def tidy(self, prompt: str) -> None:
@@ -313,6 +308,8 @@ def scan(
     "images_left", "prompts_left", "seconds_per_step", "steps"}`` once, as soon as the first image's sampling
     speed is measured; and ``{"stage": "prompt done", ...}`` with the result.
     """
+    for prompt in prompts[:1]:  # the numbers, before a folder is made or a model loads
+        InspectRequest(prompt=prompt, n=n, seed=seed, steps=steps, guidance=guidance).validate()
     settings = scan_settings(model=model, index=index, n=n, seed=seed, steps=steps, guidance=guidance)
     state = ScanState.for_scan(casebook_path, prompts_file, settings)
     if state.started() and not resume:

@@ -224,11 +224,13 @@ def test_weight_hashes_are_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
     import hashlib
     import os
 
+    import inspector.provenance
+
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"weights")
     calls = []
-    real = hashlib.file_digest
-    monkeypatch.setattr(hashlib, "file_digest", lambda *a: calls.append(1) or real(*a))
+    real = inspector.provenance.sha256_file
+    monkeypatch.setattr(inspector.provenance, "sha256_file", lambda *a: calls.append(1) or real(*a))
     first = file_sha256(weights)
     assert file_sha256(weights) == first == hashlib.sha256(b"weights").hexdigest() and len(calls) == 1
     weights.write_bytes(b"WEIGHTS")

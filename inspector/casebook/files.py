@@ -12,7 +12,6 @@ import sqlite3
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from inspector.casebook.errors import (
     CasebookError,
@@ -22,6 +21,7 @@ from inspector.casebook.errors import (
     ReadOnlyCasebookError,
 )
 from inspector.casebook.schema import APPLICATION_ID, SCHEMA_VERSION
+from inspector.fileio import sqlite_uri
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_SIZE = 100
@@ -115,9 +115,7 @@ def connect(path: Path, state: FileState, *, readonly: bool, timeout: float) -> 
             raise ReadOnlyCasebookError(
                 f"cannot write to the casebook {path}: {state.why_read_only}; or open it only to read"
             )
-        params = "mode=ro"
-        if not Path(f"{path}-wal").exists():
-            params += "&immutable=1"
-        uri = f"file:{quote(str(path.resolve()))}?{params}"
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        params = {"mode": "ro"} if Path(f"{path}-wal").exists() else {"mode": "ro", "immutable": 1}
+        conn = sqlite3.connect(sqlite_uri(path, **params), uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
     return conn

@@ -36,12 +36,26 @@ from inspector.casebook.keys import generation_key
 from inspector.casebook.pictures import make_thumbnail, png_or_none, sha256_hex
 from inspector.casebook.schema import ALL_LABELS, APPLICATION_ID, RUN_KINDS, SCHEMA_VERSION, migrate, utc_now
 from inspector.casebook.verify import RUN_COLUMNS, VerifyReport, run_note, run_state, verify_casebook
+from inspector.errors import BusyError, NotWritableError, busy_message, user_error
+from inspector.fileio import fsync_folder, publish, temporary_path
 from inspector.findings import SUGGESTIONS, UNLABELED, Finding, FindingSummary, LabelEvent, Neighbour, Run
 
 logger = logging.getLogger(__name__)
 
 #: How long a write waits for another program's write to finish, in seconds.
 DEFAULT_BUSY_TIMEOUT = 30.0
+_busy_timeout = DEFAULT_BUSY_TIMEOUT
+
+
+def set_busy_timeout(seconds: float) -> None:
+    """How long, in seconds (>= 0), a casebook opened from now on without its own ``timeout`` waits for another
+    program's write to finish (the command line's ``--timeout``). Default :data:`DEFAULT_BUSY_TIMEOUT`."""
+    global _busy_timeout
+    if not seconds >= 0:
+        raise ValueError(f"the busy timeout must be 0 or more seconds, got {seconds}")
+    _busy_timeout = float(seconds)
+
+
 ORDERS = {"recorded": "id", "nearest": "nearest_tiled_l2", "updated": "updated_at"}
 
 _SUMMARY_COLUMNS = (
@@ -56,7 +70,7 @@ _NEIGHBOUR_COLUMNS = (
 )
 _EVENT_COLUMNS = (
     "id", "finding_id", "action", "label", "previous_label", "reviewer", "note", "created_at", "image_sha256",
-    "prev_hash", "hash", "undoes", "run_id",
+    "prev_hash", "hash", "undoes", "run_id", "finding_prev_hash",
 )
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -113,13 +127,20 @@ class _ChainWriter:
 
     def append(self, **fields: Any) -> LabelEvent:
         event = {"id": self.last_id + 1, "created_at": utc_now(), "undoes": None, "note": "", "reviewer": "",
-                 "previous_label": None, "run_id": None, **fields}
+                 "previous_label": None, "run_id": None, "finding_prev_hash": None, **fields}
         event["prev_hash"] = self.last_hash
+        finding_id = event["finding_id"]
+        if finding_id is not None:  # the finding's own chain: its previous event (GENESIS for its first)
+            own = self.conn.execute("SELECT hash FROM label_events WHERE finding_id = ? ORDER BY id DESC LIMIT 1",
+                                    (finding_id,)).fetchone()
+            event["finding_prev_hash"] = own[0] if own else GENESIS
         event["hash"] = event_hash(self.last_hash, event)
         names = ", ".join(_EVENT_COLUMNS)
         marks = ", ".join("?" * len(_EVENT_COLUMNS))
         self.conn.execute(f"INSERT INTO label_events ({names}) VALUES ({marks})",
                           [event[c] for c in _EVENT_COLUMNS])
+        if finding_id is not None:
+            self.conn.execute("UPDATE findings SET event_head = ? WHERE id = ?", (event["hash"], finding_id))
         self.last_id, self.last_hash = event["id"], event["hash"]
         self.count += 1
         return LabelEvent(**{c: event[c] for c in _EVENT_COLUMNS})
@@ -144,7 +165,8 @@ class Casebook:
         Open only to read: every write raises :class:`ReadOnlyCasebookError`. Required for a file that cannot
         be written (no write permission, or a read-only folder).
     timeout
-        Seconds a write waits for another program's write to finish before :class:`CasebookBusyError`.
+        Seconds a write waits for another program's write to finish before :class:`CasebookBusyError`; None:
+        the process's setting (:func:`set_busy_timeout`, 30 s unless changed).
 
     Raises
     ------
@@ -164,10 +186,12 @@ class Casebook:
         memory: bool = False,
         create: bool = True,
         readonly: bool = False,
-        timeout: float = DEFAULT_BUSY_TIMEOUT,
+        timeout: float | None = None,
     ):
         self._lock = threading.RLock()
         self.readonly = readonly
+        self.timeout = _busy_timeout if timeout is None else float(timeout)
+        timeout = self.timeout
         if memory or path is None or str(path) == ":memory:":
             if path is None and not memory:
                 raise ValueError("give a casebook path, or memory=True for an in-memory casebook")
@@ -189,6 +213,9 @@ class Casebook:
             self._prepare_connection()
         except sqlite3.DatabaseError as exc:
             conn.close()
+            translated = self._translate(exc)
+            if translated is not exc:  # locked by another program, a full disk: not a damaged file
+                raise translated from None
             raise NotACasebookError(f"{self.path} cannot be read as a casebook ({exc}): is it damaged?") from None
         except BaseException:
             conn.close()
@@ -201,7 +228,7 @@ class Casebook:
         *,
         create: bool = True,
         readonly: bool = False,
-        timeout: float = DEFAULT_BUSY_TIMEOUT,
+        timeout: float | None = None,
     ) -> Casebook:
         """Open (or create) the casebook at ``path``; see :class:`Casebook` for the parameters."""
         return cls(path, create=create, readonly=readonly, timeout=timeout)
@@ -281,7 +308,7 @@ class Casebook:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 raise self._translate(exc) from exc
 
     @contextmanager
@@ -289,16 +316,22 @@ class Casebook:
         with self._lock:
             try:
                 yield self.db.conn
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 raise self._translate(exc) from exc
 
-    def _translate(self, exc: sqlite3.OperationalError) -> Exception:
-        message = str(exc)
-        if "locked" in message or "busy" in message:
-            return CasebookBusyError(
-                f"the casebook {self.path} is busy: another program kept it locked for too long; try again")
-        if "readonly" in message or "read-only" in message:
-            return ReadOnlyCasebookError(f"cannot write to the casebook {self.path}: {message}")
+    def _translate(self, exc: sqlite3.DatabaseError) -> Exception:
+        """The casebook's words for a condition the person can fix (inspector.errors.user_error), else ``exc``.
+        A failed write is rolled back whole, so each says (or implies) that nothing stored was lost."""
+        where = self.path if self.path is not None else "the in-memory casebook"
+        translated = user_error(exc, where)
+        if isinstance(translated, BusyError):
+            return CasebookBusyError(busy_message(where, "the casebook" if self.path is not None else ""),
+                                     waited=self.timeout)
+        if isinstance(translated, NotWritableError):
+            return ReadOnlyCasebookError(f"cannot write to the casebook {where}: {exc}; make the file and its "
+                                         "folder writable, or open it only to read")
+        if translated is not None:
+            return translated
         return exc
 
     def close(self) -> None:
@@ -397,7 +430,8 @@ class Casebook:
                     conn.execute(f"INSERT INTO neighbours ({', '.join(n)}) VALUES ({', '.join('?' * len(n))})",
                                  list(n.values()))
                 chain.append(finding_id=finding_id, action="record", label=p.row["label"],
-                             reviewer=p.row["reviewer"], note="", image_sha256=p.row["image_sha256"], run_id=run_id)
+                             reviewer=p.row["reviewer"], note=p.row["notes"], image_sha256=p.row["image_sha256"],
+                             run_id=run_id)
                 if run_id is not None:
                     conn.execute("INSERT INTO run_findings (run_id, finding_id) VALUES (?, ?)", (run_id, finding_id))
                 ids.append(finding_id)
@@ -621,6 +655,47 @@ class Casebook:
             conn.execute("UPDATE findings SET notes = ?, updated_at = ? WHERE id = ?",
                          (notes or "", made.created_at, finding_id))
         return made
+
+    def record_reproduction(self, finding_id: int, outcome: Mapping[str, Any], reviewer: str = "") -> LabelEvent:
+        """Put a reproduction of a finding on the record: a "reproduce" event whose note is ``outcome`` as
+        canonical JSON (when and where it ran, the versions, the maximum pixel difference, the pixel hash of
+        the regenerated image: see :func:`inspector.session.reproduction_evidence`). The label stays as it is.
+        Returns the event, committed.
+
+        Raises
+        ------
+        FindingNotFoundError
+            When the finding does not exist.
+        """
+        note = jsontext.canonical(dict(outcome)).decode("utf-8")
+        with self._write() as conn:
+            current, image_sha = self._current(conn, finding_id)
+            chain = _ChainWriter(conn)
+            made = chain.append(finding_id=finding_id, action="reproduce", label=current, previous_label=current,
+                                reviewer=reviewer or "", note=note, image_sha256=image_sha)
+            chain.close()
+        return made
+
+    def reproductions(self, finding_id: int) -> list[tuple[LabelEvent, dict[str, Any]]]:
+        """A finding's recorded reproductions, oldest first: each event with its outcome."""
+        return [(e, jsontext.loads(e.note, {})) for e in self.label_history(finding_id) if e.action == "reproduce"]
+
+    def chain_head(self) -> tuple[str, int]:
+        """The label-event chain's newest hash (64 hex digits, zeros for an empty chain) and its number of events,
+        as the casebook records them: what an export names so that the casebook can later be shown to hold it."""
+        with self._read() as conn:
+            info = dict(conn.execute(
+                "SELECT key, value FROM casebook_info WHERE key IN ('event_head', 'event_count')").fetchall())
+        return str(info.get("event_head") or GENESIS), int(info.get("event_count") or 0)
+
+    def event_hash_at(self, position: int) -> str | None:
+        """The hash of the ``position``-th event of the chain (1 = the first), or None when the chain is shorter."""
+        if position < 1:
+            return None
+        with self._read() as conn:
+            row = conn.execute("SELECT hash FROM label_events ORDER BY id LIMIT 1 OFFSET ?",
+                               (int(position) - 1,)).fetchone()
+        return row[0] if row else None
 
     def _current(self, conn: sqlite3.Connection, finding_id: int) -> tuple[str, str]:
         row = conn.execute("SELECT label, image_sha256 FROM findings WHERE id = ?", (int(finding_id),)).fetchone()
@@ -1027,17 +1102,15 @@ def _create_file(path: Path) -> None:
     """Make a new, empty casebook at ``path`` atomically: built under a temporary name beside it, then
     hard-linked into place, so that another program opening ``path`` meanwhile never sees half a file.
     When another program made ``path`` first, theirs is kept."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.creating")
+    tmp = temporary_path(path)
     try:
         tmp.touch(exist_ok=False)
         Casebook(tmp).close()
         try:
-            os.link(tmp, path)
+            publish(tmp, path, overwrite=False)
+            fsync_folder(path.parent)
         except FileExistsError:
             pass
-        except OSError:  # a file system without hard links: a rename, which cannot refuse an existing file
-            if not path.exists():
-                os.replace(tmp, path)
     except OSError as exc:
         raise CasebookError(f"cannot create the casebook {path}: {exc.strerror or exc}") from None
     finally:

@@ -10,6 +10,7 @@ import numpy as np
 from inspector import metrics
 from inspector.commands import print_json
 from inspector.errors import UserError
+from inspector.fileio import write_atomic
 from inspector.images import ImageLoadError, as_uint8, canonical, load_image
 
 
@@ -54,12 +55,11 @@ def run(args: argparse.Namespace) -> int:
 
         # The sheet's heatmaps are computed from a and b, the arrays the numbers above came from.
         sheet = comparison_sheet(a, b, args.image_a.name, args.image_b.name, side=max(192, min(size, 320)))
-        tmp = args.heatmap.with_name(args.heatmap.name + ".part")
         try:
-            sheet.save(tmp, format="PNG")
-            tmp.replace(args.heatmap)
+            write_atomic(args.heatmap, lambda stream: sheet.save(stream, format="PNG"))
+        except UserError:  # no permission, a full disk: already in words (inspector.errors)
+            raise
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise UserError(f"cannot write {args.heatmap}: {exc.strerror or exc}") from None
         result["heatmap"] = str(args.heatmap)
     if args.json:

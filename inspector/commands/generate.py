@@ -10,7 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from inspector.errors import UserError
+from inspector.commands import nonempty, option_words, seed
+from inspector.errors import UserError, check_writable_folder, writing
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "inspector.manifest/1"
@@ -48,12 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompt", nargs="?", metavar="PROMPT", help="what to generate (quote it)")
-    p.add_argument("--model", metavar="SRC",
+    p.add_argument("--model", metavar="SRC", type=nonempty("a model: demo, a model folder, a .safetensors file or "
+                                                         "a cached Hub id"),
                    help="demo (default), a diffusers folder, a .safetensors file, or a Hub id in the local cache")
     p.add_argument("--config", metavar="DIR", help="config folder of a single-file .safetensors checkpoint "
                    "(a diffusers folder of the same architecture); default: the checkpoint's folder")
     p.add_argument("--n", type=int, default=8, help="number of images (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed + i (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="first seed; image i uses seed + i (default 0)")
     p.add_argument("--steps", type=int, metavar="S", help="denoising steps (default: the model's)")
     p.add_argument("--guidance", type=float, metavar="G", help="guidance scale (default: the model's)")
     p.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
@@ -103,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         request.validate()
     except GenerationError as exc:
-        raise UserError(_cli_words(str(exc))) from None
+        raise UserError(option_words(str(exc))) from None
     out: Path = args.out
     _check_out(out, args.overwrite)
+    check_writable_folder(out)  # a read-only or full disk is named now, not after the model loads
     model = _load(args.model or "demo", args)
     from inspector.generation import generate
 
@@ -113,9 +116,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         images = generate(model, request, progress=status)
     except GenerationError as exc:
-        raise UserError(_cli_words(str(exc))) from None
+        raise UserError(option_words(str(exc))) from None
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        with writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+    except UserError:
+        raise
     except OSError as exc:
         raise UserError(f"cannot create {out}: {exc.strerror or exc}") from None
     if args.overwrite:
@@ -161,17 +167,6 @@ def _parse_size(text: str | None) -> tuple[int | None, int | None]:
     return w, int(m.group(2) or w)
 
 
-def _cli_words(message: str) -> str:
-    """Name the command-line option in a message about a setting."""
-    for setting, option in (("the number of images (n)", "--n"), ("the last seed (seed + n - 1)", "--seed + --n - 1"),
-                            ("the seed", "--seed"), ("the number of steps", "--steps"),
-                            ("the guidance scale", "--guidance"), ("the batch size", "--batch-size"),
-                            ("the height", "--size height"), ("the width", "--size width")):
-        if message.startswith(setting):
-            return f"{option}: {message}"
-    return message
-
-
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
@@ -186,12 +181,12 @@ def _clear(out: Path) -> None:
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    from inspector.generation.sampling import write_atomic
+    from inspector.fileio import write_atomic
     from inspector.provenance import json_safe
 
     # The provenance's own sanitiser, so a non-finite float is stored as the PNG chunk stores it (tagged).
     text = json.dumps(json_safe(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    write_atomic(out / MANIFEST, text.encode("utf-8"))
+    write_atomic(out / MANIFEST, text)
 
 
 def _load(source: str, args: argparse.Namespace):

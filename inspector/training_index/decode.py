@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inspector.fileio import write_atomic
 from inspector.images import MAX_PIXELS, center_crop_square, to_rgb
 from inspector.training_index.features import compact_features
 from inspector.training_index.sources import (
@@ -241,9 +242,13 @@ def write_thumbnail(im: Image.Image, path: str) -> None:
     # Like Image.thumbnail without its defensive copy: an area-averaging box reduction by the largest whole
     # factor, then bicubic for the rest. For a display thumbnail that is as good as Lanczos, and much cheaper.
     thumb = im if size == im.size else im.resize(size, Image.Resampling.BICUBIC, reducing_gap=1.0)
-    tmp = f"{path}.{os.getpid()}.part"
-    thumb.save(tmp, format="JPEG", quality=THUMBNAIL_QUALITY)
-    os.replace(tmp, path)
+    # Not durable (no fsync): a thumbnail is made again from its image, and an fsync per image would bound the
+    # build's speed by the disk's. Another worker writing the same thumbnail (same content) first is fine.
+    try:
+        write_atomic(path, lambda stream: thumb.save(stream, format="JPEG", quality=THUMBNAIL_QUALITY),
+                     overwrite=False, durable=False)
+    except FileExistsError:
+        pass
 
 
 def canonical_uint8(im: Image.Image, size: int) -> np.ndarray:

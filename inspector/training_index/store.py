@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from inspector.errors import UserError
+from inspector.fileio import sqlite_uri, write_atomic
 
 FORMAT = "inspector-training-index"
 FORMAT_VERSION = 1
@@ -159,13 +160,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write a JSON file so that readers see the old or the new version, never half of one."""
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=1, ensure_ascii=False, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 class RowFile:
@@ -304,7 +299,7 @@ def identity(manifest: dict[str, Any], folder: str | os.PathLike | None = None) 
 def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     """Open the index database (read-only for queries, so a shipped index can live in a read-only folder)."""
     if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # user's display, or the README's first command would start an invisible window.
 TEST_QT := QT_QPA_PLATFORM=offscreen
 
-.PHONY: run test lint contracts pytest bench demo clean dist bundle-smoke
+.PHONY: run test check lint contracts pytest pytest-fast bench demo clean dist bundle-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,15 @@ contracts: $(STAMP)
 pytest: $(STAMP)
 	$(TEST_QT) $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The tests not marked slow (@pytest.mark.slow: more than a few seconds each).
+pytest-fast: $(STAMP)
+	$(TEST_QT) $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The whole suite: what CI runs (.ci/run).
 test: lint contracts pytest
+
+# The inner loop while editing: ruff, the import contracts and the fast tests, in under two minutes.
+check: lint contracts pytest-fast
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(PY) $$f || exit 1; done

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inspector.findings import Neighbour
+from inspector.findings import LIKENESS_SUGGESTED, MEMORIZED, NOVEL, Neighbour
 from inspector.images import as_float
 from inspector.metrics import EXTRACTION_THRESHOLD
 from inspector.roles import role_of, role_words
@@ -168,14 +168,14 @@ def suggest_verdict(
     """
     words = role_words(role or role_of(neighbours))
     if not neighbours:
-        return Suggestion("novel", f"no {words.images} to compare with", {})
+        return Suggestion(NOVEL, f"no {words.images} to compare with", {})
     best_tiled = min(neighbours, key=lambda nb: nb.tiled_l2)
     evidence = {"nearest_tiled_l2": best_tiled.tiled_l2, "nearest_item_id": best_tiled.item_id}
     evidence["margin"], evidence["borderline"] = threshold_margin(best_tiled.tiled_l2, threshold)
     borderline = f"; {borderline_words(evidence['margin'], threshold)}" if evidence["borderline"] else ""
     if best_tiled.tiled_l2 <= threshold:
         return Suggestion(
-            "memorized",
+            MEMORIZED,
             f"near copy of {words.a_image}: tiled l2 {best_tiled.tiled_l2:.3f} is at most {threshold:.2f}"
             + (f"; that image {words.occurs(best_tiled.duplicate_count)}"
                if best_tiled.duplicate_count > 1 else "") + borderline,
@@ -189,7 +189,7 @@ def suggest_verdict(
         evidence["calibrated_l2"] = cal
     if cal is not None and cal < calibrated_threshold:
         return Suggestion(
-            "likeness?",
+            LIKENESS_SUGGESTED,
             f"no near copy (tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}), but the nearest image is far "
             f"closer than the other near neighbours (calibrated l2 {cal:.2f} < {calibrated_threshold:.2f})"
             + borderline,
@@ -206,7 +206,7 @@ def suggest_verdict(
                 evidence,
             )
     return Suggestion(
-        "novel",
+        NOVEL,
         f"no {words.image} is close: nearest tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}"
         + (f", calibrated l2 {cal:.2f}" if cal is not None else "") + borderline,
         evidence,

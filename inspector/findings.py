@@ -9,11 +9,31 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-#: The labels a person can give; "unlabeled" is the state before anyone has looked.
-LABELS = ("memorized", "likeness-only", "novel")
+#: The labels a person can give (keys 1, 2, 3 in the window, in this order); "unlabeled" is the state before
+#: anyone has looked. These exact strings are stored in casebooks and typed on the command line.
+MEMORIZED = "memorized"
+LIKENESS_ONLY = "likeness-only"
+NOVEL = "novel"
+LABELS = (MEMORIZED, LIKENESS_ONLY, NOVEL)
 UNLABELED = "unlabeled"
 #: Suggested verdicts (never labels): "likeness?" is a question for the person.
-SUGGESTIONS = ("memorized", "likeness?", "novel")
+LIKENESS_SUGGESTED = "likeness?"
+SUGGESTIONS = (MEMORIZED, LIKENESS_SUGGESTED, NOVEL)
+
+#: Each label as a title, for buttons, filters and report headings.
+LABEL_WORDS = {MEMORIZED: "Memorized", LIKENESS_ONLY: "Likeness only", NOVEL: "Novel", UNLABELED: "Unlabeled"}
+
+
+def label_meaning(label: str, image: str = "training image", images: str = "training images") -> str:
+    """What a label says about a generation, in words that name what it was compared with: ``image`` /
+    ``images`` are the index role's words (:func:`inspector.roles.role_words`), e.g. "reference image". Lower
+    case, no final stop; "" for an unknown label."""
+    return {
+        MEMORIZED: f"a near copy of a {image}",
+        LIKENESS_ONLY: f"the same subject as {images}, but no near copy",
+        NOVEL: "neither a copy nor a likeness",
+        UNLABELED: "not labeled yet",
+    }.get(label, "")
 
 
 @dataclass

@@ -144,7 +144,8 @@ def comparison_sheet(a: np.ndarray, b: np.ndarray, name_a: str = "A", name_b: st
     lines = [
         f"{verdict}.   l2 {d_all.l2:.3f} (0 = identical).   SSIM {d_all.ssim:.3f} (1 = identical structure).",
         "Dark blue = the two images agree there; yellow = they differ. The tile grid shows the l2 of each of the",
-        "16 tiles; the largest one is the tiled l2 of Carlini et al. 2023 (a near copy when it is 0.15 or less).",
+        "16 tiles; the largest one is the tiled l2 of Carlini et al. 2023 (a near copy when it is "
+        f"{metrics.EXTRACTION_THRESHOLD:g} or less).",
     ]
     for k, line in enumerate(lines):
         draw.text((pad, pad + title_h + side + 8 + k * 18), line, fill="black", font=f)

@@ -144,12 +144,16 @@ def distances(a: np.ndarray, b: np.ndarray, others: Sequence[np.ndarray] | None 
     return Distances(l2=l2(a, b), tiled_l2=tiled_l2(a, b), ssim=ssim(a, b), calibrated_l2=cal)
 
 
+def tiled_l2_words(value: float, threshold: float = EXTRACTION_THRESHOLD) -> str:
+    """What a tiled l2 value means: "near copy" (at most ``threshold``), "similar, not a copy" (at most twice
+    it) or "different"."""
+    if value <= threshold:
+        return "near copy"
+    if value <= 2 * threshold:
+        return "similar, not a copy"
+    return "different"
+
+
 def describe_tiled_l2(value: float, threshold: float = EXTRACTION_THRESHOLD) -> str:
     """Plain words for a tiled l2 value, e.g. 'tiled l2 0.06: near copy (threshold 0.15)'."""
-    if value <= threshold:
-        words = "near copy"
-    elif value <= 2 * threshold:
-        words = "similar, not a copy"
-    else:
-        words = "different"
-    return f"tiled l2 {value:.2f}: {words} (threshold {threshold:.2f})"
+    return f"tiled l2 {value:.2f}: {tiled_l2_words(value, threshold)} (threshold {threshold:.2f})"

@@ -31,6 +31,7 @@ No torch import at module level: the GUI imports this at start-up.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -38,7 +39,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,23 +177,54 @@ def pixels_sha256_by_rule(image: Any, rule: str) -> str:
     raise ValueError(f"unknown pixel hash rule {rule!r}")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that decide the pixels (imports torch, diffusers and transformers)."""
-    import platform
+#: The libraries that decide a generation's pixels: every provenance record names their versions.
+PIXEL_LIBRARIES = ("diffusers", "transformers", "torch")
+#: Where a library's version is found: its module (when already imported: the version actually running) and its
+#: installed distributions (read without importing it, so asking costs no torch import).
+_LIBRARIES = {
+    "diffusers": ("diffusers", ("diffusers",)),
+    "transformers": ("transformers", ("transformers",)),
+    "torch": ("torch", ("torch",)),
+    "numpy": ("numpy", ("numpy",)),
+    "pillow": ("PIL", ("pillow", "Pillow")),
+    "faiss": ("faiss", ("faiss-cpu", "faiss-gpu", "faiss")),
+}
 
-    import diffusers
-    import torch
-    import transformers
+
+def library_versions(libraries: Sequence[str] = PIXEL_LIBRARIES) -> dict[str, str]:
+    """The versions that shaped a record: ``{"inspector": ..., "python": ..., then each of ``libraries``}``.
+
+    A library is named as its distribution (``"numpy"``, ``"jinja2"``, ``"scikit-image"``) or as one of:
+    ``"torch"``, ``"diffusers"``, ``"transformers"``, ``"pillow"``, ``"faiss"`` (whichever faiss wheel is
+    installed), ``"sqlite"`` (the SQLite library Python runs), ``"platform"`` (the operating system, tersely).
+    A library that is not installed is ``"missing"``. Nothing is imported to ask.
+    """
+    import platform
+    import sqlite3
+    import sys
+    from importlib import metadata
 
     from inspector import __version__
 
-    return {
-        "inspector": __version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    out = {"inspector": __version__, "python": platform.python_version()}
+    for name in libraries:
+        if name == "sqlite":
+            out[name] = sqlite3.sqlite_version
+            continue
+        if name == "platform":
+            out[name] = platform.platform(terse=True)
+            continue
+        module, distributions = _LIBRARIES.get(name, (None, (name,)))
+        loaded = sys.modules.get(module) if module else None
+        version = getattr(loaded, "__version__", None)
+        for distribution in distributions if version is None else ():
+            try:
+                version = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        out[name] = str(version) if version is not None else "missing"
+    return out
 
 
 #: Key of the tagged object that stands for a non-finite float in strict JSON: ``{"__float__": "-inf"}``.
@@ -200,26 +232,42 @@ FLOAT_TAG = "__float__"
 _NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` as strict JSON types (dicts, lists, str, int, finite float, bool, None), losslessly for floats.
+def json_safe(value: Any, *, non_finite: str = "tagged") -> Any:
+    """``value`` as strict JSON types (dicts, lists, str, int, finite float, bool, None): the one sanitiser of
+    every JSON the inspector writes. The result always passes ``json.dumps(..., allow_nan=False)``.
 
-    Tuples become lists, numpy and torch values their Python equivalents, anything else unknown its ``str``.
-    A non-finite float becomes ``{"__float__": "inf" | "-inf" | "nan"}`` (:data:`FLOAT_TAG`), which
-    :func:`json_restore` turns back into the same float. The result always passes ``json.dumps(...,
-    allow_nan=False)``.
+    Keys become strings; tuples lists; sets sorted lists; bytes ``{"base64": ...}``; paths their text; numpy and
+    torch values their Python equivalents; anything else unknown its ``str``. A non-finite float becomes, with
+    ``non_finite="tagged"`` (provenance, manifests), ``{"__float__": "inf" | "-inf" | "nan"}``
+    (:data:`FLOAT_TAG`), which :func:`json_restore` turns back into the same float; with ``non_finite="text"``
+    the bare string ``"inf"``, ``"-inf"`` or ``"nan"`` (the casebook's metrics, whose hashed events were written
+    so and must stay so: :mod:`inspector.casebook.jsontext`).
     """
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
             return value
-        return {FLOAT_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+        text = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        if non_finite == "tagged":
+            return {FLOAT_TAG: text}
+        if non_finite == "text":
+            return text
+        raise ValueError(f"non_finite must be 'tagged' or 'text', not {non_finite!r}")
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v, non_finite=non_finite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, non_finite=non_finite) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_safe(v, non_finite=non_finite) for v in value), key=repr)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
-        return json_safe(value.tolist())
+        return json_safe(value.tolist(), non_finite=non_finite)
+    if hasattr(value, "item"):
+        return json_safe(value.item(), non_finite=non_finite)
     return str(value)
 
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent / "resources"
 
+#: The ``--model`` / ``--index`` value (and the window's picker entry) that means the embedded demo world.
+DEMO = "demo"
+
 
 def resource_path(*parts: str) -> Path:
     """Path of a shipped resource, e.g. ``resource_path("demo", "model")``."""

@@ -35,13 +35,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from inspector.errors import UserError
 from inspector.fileio import write_atomic
+from inspector.findings import NOVEL, SUGGESTIONS
 from inspector.prompt_files import load_prompt_file, read_prompts
+from inspector.resources import DEMO
 from inspector.session import (
     Inspected,
     InspectRequest,
@@ -51,6 +52,7 @@ from inspector.session import (
     inspect_image,
     summarize_prompt,
 )
+from inspector.timestamps import utc_now
 
 __all__ = ["MAX_CANDIDATES", "N_DEFAULT", "N_PRESETS", "ScanClock", "ScanState", "candidates", "format_duration",
            "load_prompt_file", "read_prompts", "scan", "scan_settings", "unfinished_result"]
@@ -69,7 +71,7 @@ def candidates(items: list[Inspected], summary: PromptSummary, limit: int = MAX_
     chosen: list[Inspected] = []
     if summary.clique and summary.clique.medoid is not None:
         chosen.append(items[summary.clique.medoid])
-    suspicious = sorted((i for i in items if i.suggestion.verdict != "novel"),
+    suspicious = sorted((i for i in items if i.suggestion.verdict != NOVEL),
                         key=lambda i: i.nearest_tiled_l2 if i.nearest_tiled_l2 is not None else 9.0)
     for item in suspicious:
         if item not in chosen:
@@ -77,14 +79,10 @@ def candidates(items: list[Inspected], summary: PromptSummary, limit: int = MAX_
     return chosen[:limit]
 
 
-def scan_settings(*, model: str = "demo", index: str = "demo", n: int = N_DEFAULT, seed: int = 0,
+def scan_settings(*, model: str = DEMO, index: str = DEMO, n: int = N_DEFAULT, seed: int = 0,
                   steps: int | None = None, guidance: float | None = None) -> dict[str, Any]:
     """The settings that name a scan's state: a scan with other settings starts its own folder."""
     return {"model": model, "index": index, "n": n, "seed": seed, "steps": steps, "guidance": guidance}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _json_bytes(document: Any) -> bytes:
@@ -163,7 +161,7 @@ class ScanState:
             write_atomic(folder / "prompt.txt", prompt.encode("utf-8"))
             if not (self.folder / "scan.json").exists():
                 write_atomic(self.folder / "scan.json", _json_bytes({"settings": self.settings,
-                                                                      "created_at": _now()}))
+                                                                      "created_at": utc_now()}))
         png_path = folder / seed_filename(item.seed)
         write_atomic(png_path, item.png)
         record = {
@@ -171,7 +169,7 @@ class ScanState:
             "position": item.position,
             "png_sha256": hashlib.sha256(item.png).hexdigest(),
             "attempt": attempt,
-            "recorded_at": _now(),
+            "recorded_at": utc_now(),
             "suggested": item.suggestion.verdict,
             "nearest_tiled_l2": item.nearest_tiled_l2,
             "nearest": [{"item_id": nb.item_id, "source": nb.source, "tiled_l2": nb.tiled_l2}
@@ -284,8 +282,8 @@ def scan(
     prompts: list[str],
     casebook_path: str | os.PathLike,
     *,
-    model: str = "demo",
-    index: str = "demo",
+    model: str = DEMO,
+    index: str = DEMO,
     n: int = N_DEFAULT,
     seed: int = 0,
     steps: int | None = None,
@@ -399,10 +397,10 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
               "findings": [fid for _s, fid in ids],
               "made_now": len(missing), "brought_back": len(have),
               "suggested": {v: sum(1 for i in ordered if i.suggestion.verdict == v)
-                            for v in ("memorized", "likeness?", "novel")},
+                            for v in SUGGESTIONS},
               "generations": [{**records[i.seed], "in_clique": i.in_clique, "finding": by_seed.get(i.seed)}
                               for i in ordered],
-              "finished_at": _now()}
+              "finished_at": utc_now()}
     result.pop("wen_tokens", None)
     result.pop("cancelled", None)
     state.finish(prompt, result)

@@ -25,8 +25,10 @@ from inspector.extraction import (
     suggest_verdict,
 )
 from inspector.findings import UNLABELED, Finding, Neighbour
+from inspector.resources import DEMO
 
-DEMO = "demo"
+#: The most neighbours one generation is shown with.
+MAX_NEIGHBOURS = 100
 
 
 @dataclass

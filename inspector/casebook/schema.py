@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import sqlite_utils
 
 from inspector import __version__
 from inspector.findings import LABELS, UNLABELED
+from inspector.timestamps import utc_now
 
 #: "MICB" (Memorization Inspector CaseBook) as a big-endian 32-bit integer: marks a SQLite file as a casebook.
 APPLICATION_ID = 0x4D494342
@@ -332,11 +332,6 @@ MIGRATIONS: tuple[Migration, ...] = (
                  " one finding per generation (generation key)", _v4_runs),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
-
-
-def utc_now() -> str:
-    """The current time in UTC as ISO 8601 with microseconds, e.g. ``2026-11-29T15:00:00.123456Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def migrate(db: sqlite_utils.Database, from_version: int) -> list[int]:

@@ -34,11 +34,12 @@ from inspector.casebook.errors import (
 from inspector.casebook.files import FileState, check_version, connect, inspect_file
 from inspector.casebook.keys import generation_key
 from inspector.casebook.pictures import make_thumbnail, png_or_none, sha256_hex
-from inspector.casebook.schema import ALL_LABELS, APPLICATION_ID, RUN_KINDS, SCHEMA_VERSION, migrate, utc_now
+from inspector.casebook.schema import ALL_LABELS, APPLICATION_ID, RUN_KINDS, SCHEMA_VERSION, migrate
 from inspector.casebook.verify import RUN_COLUMNS, VerifyReport, run_note, run_state, verify_casebook
 from inspector.errors import BusyError, NotWritableError, busy_message, user_error
 from inspector.fileio import fsync_folder, publish, temporary_path
 from inspector.findings import SUGGESTIONS, UNLABELED, Finding, FindingSummary, LabelEvent, Neighbour, Run
+from inspector.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
 

@@ -16,20 +16,11 @@ RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
 
 def library_versions() -> dict[str, str]:
-    import diffusers
-    import numpy
-    import PIL
-    import torch
-    import transformers
+    """What trained the demo world, for its build record."""
+    from inspector.provenance import PIXEL_LIBRARIES
+    from inspector.provenance import library_versions as versions
 
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "numpy": numpy.__version__,
-        "pillow": PIL.__version__,
-    }
+    return versions((*PIXEL_LIBRARIES, "numpy", "pillow"))
 
 
 def build(out: Path, cfg: TrainConfig | None = None, log=print) -> Path:

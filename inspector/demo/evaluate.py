@@ -20,12 +20,12 @@ from inspector.metrics import EXTRACTION_THRESHOLD
 
 def training_pixels(training: Path, size: int) -> tuple[np.ndarray, list[str], list[str]]:
     """Unique training images (by file bytes) at ``size``, with their captions and sources."""
-    import hashlib
+    from inspector.fileio import sha256_file
 
     seen: dict[str, int] = {}
     pixels, captions, sources = [], [], []
     for png in sorted(Path(training).glob("*.png")):
-        digest = hashlib.sha256(png.read_bytes()).hexdigest()
+        digest = sha256_file(png)
         if digest in seen:
             continue
         seen[digest] = len(pixels)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.errors import UserError
+from inspector.resources import DEMO
 
 #: Weight files that are Python pickles: loading them can execute code.
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle")
@@ -330,15 +331,10 @@ def _config_files(folder: Path, components: dict[str, tuple[str, str]]) -> list[
 
 
 def _config_sha256(root: Path, files: list[Path]) -> str:
-    import hashlib
-
+    from inspector.fileio import sha256_file
     from inspector.provenance import listing_sha256
 
-    hashes = {}
-    for f in files:
-        with open(f, "rb") as fh:
-            hashes[f.relative_to(root).as_posix()] = hashlib.file_digest(fh, "sha256").hexdigest()
-    return listing_sha256(hashes)
+    return listing_sha256({f.relative_to(root).as_posix(): sha256_file(f) for f in files})
 
 
 # ------------------------------------------------------------------------------------------ finding the source
@@ -389,7 +385,7 @@ def _resolve_source(source: str | os.PathLike, config: str | os.PathLike | None)
     text = str(source)
     if not text.strip():
         raise ModelLoadError("no model given: pass demo, a model folder, a .safetensors file or a Hub id")
-    if text == "demo":
+    if text == DEMO:
         from inspector.resources import demo_model_dir
 
         folder = demo_model_dir()
@@ -398,7 +394,7 @@ def _resolve_source(source: str | os.PathLike, config: str | os.PathLike | None)
                 f"the demo model is not built yet ({folder} is missing): run `inspector demo build`, "
                 "or pass --model with your own model"
             )
-        return _Source("demo", folder, "demo", "demo")
+        return _Source(DEMO, folder, DEMO, DEMO)
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -469,7 +465,7 @@ def _resolve_config(checkpoint: Path, config: str | os.PathLike | None) -> Path:
 
 
 def load_model(
-    source: str | os.PathLike = "demo",
+    source: str | os.PathLike = DEMO,
     device: str = "auto",
     dtype: Any = None,
     allow_pickle: bool = False,

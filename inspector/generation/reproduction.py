@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspector.errors import UserError
 from inspector.generation.sampling import GenerationError, GenerationRequest, generate
+from inspector.resources import DEMO
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -243,7 +244,7 @@ def _missing_components(record: dict[str, Any], source: str | os.PathLike) -> st
     if not isinstance(files, dict) or not files:
         return None
     text = str(source)
-    if text == "demo":
+    if text == DEMO:
         from inspector.resources import demo_model_dir
 
         folder: Path | None = demo_model_dir()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from inspector.errors import UserError
 from inspector.fileio import write_atomic
+from inspector.limits import MAX_IMAGES
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 #: Largest side in pixels a request may ask for.
 MAX_SIDE = 4096
 MAX_STEPS = 1000
-MAX_IMAGES = 100_000
 MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
 #: Default batch size on a GPU; on the CPU it is 1 (batching gains little there).

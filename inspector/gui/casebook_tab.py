@@ -17,10 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.findings import LABEL_WORDS, LABELS, UNLABELED
 from inspector.gui.comparison import ComparisonPanel
 from inspector.gui.images import qimage_from_png
 from inspector.gui.plain import PlainLabel, plain_tooltip
-from inspector.gui.style import LABEL_WORDS
 
 COLUMNS = ("id", "picture", "prompt", "seed", "label", "suggested", "nearest tiled l2", "reviewer", "notes", "updated")
 RUN_COLUMNS = ("run", "started", "kind", "reviewer", "what was checked")
@@ -151,7 +151,7 @@ class CasebookTab(QWidget):
         super().__init__(parent)
         self.label_filter = QComboBox()
         self.label_filter.addItem("all labels", None)
-        for key in ("memorized", "likeness-only", "novel", "unlabeled"):
+        for key in (*LABELS, UNLABELED):
             self.label_filter.addItem(LABEL_WORDS[key], key)
         self.label_filter.setToolTip("Show only findings with this label")
         self.search = QLineEdit()

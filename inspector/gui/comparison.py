@@ -12,6 +12,8 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePol
 from inspector.gui.images import qimage_from_array, qimage_from_png, scaled_pixmap
 from inspector.gui.plain import PlainLabel, escape, plain_tooltip
 from inspector.gui.style import VERDICT_COLOURS, VERDICT_WORDS, role_tips
+from inspector.metrics import EXTRACTION_THRESHOLD as THRESHOLD
+from inspector.metrics import tiled_l2_words
 from inspector.roles import describe_index, origin_words, role_of, role_words
 
 HEATMAP_MODES = ("none", "pixel", "tiles", "ssim")
@@ -21,20 +23,11 @@ HEATMAP_WORDS = {
     "tiles": "tile grid (worst tile in red)",
     "ssim": "structure differs (1 - SSIM)",
 }
-THRESHOLD = 0.15
 
 
 def heatmap_words(mode: str, role: str | None = None) -> str:
     """What the picture shows in ``mode``; "none" is the neighbour itself, named by the index's role."""
     return role_words(role).image if mode == "none" else HEATMAP_WORDS[mode]
-
-
-def _words(tiled: float) -> str:
-    if tiled <= THRESHOLD:
-        return "near copy"
-    if tiled <= 2 * THRESHOLD:
-        return "similar, not a copy"
-    return "different"
 
 
 class NeighbourCard(QFrame):
@@ -95,7 +88,7 @@ class NeighbourCard(QFrame):
         self._set_role_tips()
         named = " (from the file name)" if getattr(nb, "caption_source", None) == "the file name" else ""
         self.caption.setText(f"“{nb.caption}”{named}" if nb.caption else "(no caption)")
-        self.tiled.setText(f"<b>tiled l2 {nb.tiled_l2:.2f}</b>: {_words(nb.tiled_l2)} (threshold {THRESHOLD:.2f})")
+        self.tiled.setText(f"<b>tiled l2 {nb.tiled_l2:.2f}</b>: {tiled_l2_words(nb.tiled_l2)} (threshold {THRESHOLD:.2f})")
         cal = f" · calibrated {nb.calibrated_l2:.2f}" if nb.calibrated_l2 is not None else ""
         size = f" · compared at {nb.comparison_size} px" if nb.comparison_size else ""
         self.others.setText(f"l2 {nb.l2:.3f} · SSIM {nb.ssim:.2f}{cal}{size}")

@@ -8,9 +8,10 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, QSortF
 from PySide6.QtGui import QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from inspector.findings import LABEL_WORDS, UNLABELED
 from inspector.gui.images import qimage_from_array
 from inspector.gui.plain import plain_tooltip
-from inspector.gui.style import LABEL_WORDS, VERDICT_COLOURS, VERDICT_WORDS
+from inspector.gui.style import VERDICT_COLOURS, VERDICT_WORDS
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 NearestRole = Qt.ItemDataRole.UserRole + 2
@@ -108,7 +109,7 @@ class GenerationDelegate(QStyledItemDelegate):
         pen = option.palette.highlightedText().color() if option.state & QStyle.StateFlag.State_Selected \
             else option.palette.text().color()
         painter.setPen(QPen(pen))
-        label = "✓ " + LABEL_WORDS[item.label] if item.label != "unlabeled" else f"seed {item.seed}"
+        label = "✓ " + LABEL_WORDS[item.label] if item.label != UNLABELED else f"seed {item.seed}"
         painter.drawText(caption, Qt.AlignmentFlag.AlignCenter, label)
         painter.restore()
 

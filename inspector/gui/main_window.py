@@ -30,8 +30,7 @@ from inspector.gui.panels import LabelBar, PromptPanel
 from inspector.gui.plain import PlainLabel, ask, escape, plain_tooltip, tell
 from inspector.gui.strip import DistanceStrip
 from inspector.gui.workers import GeneratorWorker, WorkerHub
-
-DEMO = "demo"
+from inspector.resources import DEMO
 
 
 def _inspect_in_background(*args, **kwargs):

@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.findings import LABEL_WORDS, LABELS, LIKENESS_ONLY, MEMORIZED, label_meaning
 from inspector.gui.plain import PlainLabel, plain_tooltip
+from inspector.limits import MAX_WINDOW_IMAGES
 
 
 class PromptPanel(QWidget):
@@ -46,7 +48,7 @@ class PromptPanel(QWidget):
         self.negative.setPlaceholderText("optional: what to avoid")
         self.negative.setToolTip("Negative prompt: guidance pushes away from it (leave empty if unsure).")
         self.n = QSpinBox()
-        self.n.setRange(1, 500)
+        self.n.setRange(1, MAX_WINDOW_IMAGES)
         self.n.setValue(16)
         self.n.setToolTip("How many images to generate, one seed each (Carlini et al. used 500 per prompt).")
         self.seed = QSpinBox()
@@ -156,8 +158,8 @@ class LabelBar(QWidget):
         super().__init__(parent)
         self.buttons = {}
         lay = QHBoxLayout(self)
-        for label, text in (("memorized", "1  Memorized"), ("likeness-only", "2  Likeness only"), ("novel", "3  Novel")):
-            b = QPushButton(text)
+        for key, label in enumerate(LABELS, start=1):
+            b = QPushButton(f"{key}  {LABEL_WORDS[label]}")
             b.clicked.connect(lambda _=False, lab=label: self.label_requested.emit(lab))
             b.setEnabled(False)
             self.buttons[label] = b
@@ -188,14 +190,12 @@ class LabelBar(QWidget):
         from inspector.roles import role_words
 
         w = role_words(role)
-        tips = {
-            "memorized": f"A near copy of {w.a_image} (whole image, small pixel distance).",
-            "likeness-only": f"Shows the same subject as {w.images}, but no {w.image} is a near copy (the "
-                             "“Obama” case).",
-            "novel": f"Neither a copy nor a likeness of the {w.images}.",
-        }
         for label, b in self.buttons.items():
-            b.setToolTip(tips[label] + " Writes to the casebook at once and moves to the next unlabeled generation.")
+            meaning = label_meaning(label, w.image, w.images)
+            example = {MEMORIZED: " (whole image, small pixel distance)",
+                       LIKENESS_ONLY: " (the “Obama” case)"}.get(label, "")
+            b.setToolTip(f"{meaning[0].upper()}{meaning[1:]}{example}. Writes to the casebook at once and moves to "
+                         "the next unlabeled generation.")
 
     def set_enabled(self, on: bool) -> None:
         for b in self.buttons.values():

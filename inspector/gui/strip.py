@@ -1,4 +1,5 @@
-"""The prompt strip: where every generation's nearest distance falls, the 0.15 line, the clique, the Wen score."""
+"""The prompt strip: where every generation's nearest distance falls, the near-copy line
+(:data:`inspector.metrics.EXTRACTION_THRESHOLD`), the clique, the Wen score."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from inspector.findings import MEMORIZED, NOVEL
 from inspector.gui.plain import plain_tooltip
 from inspector.gui.style import VERDICT_COLOURS
+from inspector.metrics import EXTRACTION_THRESHOLD as THRESHOLD
 
 MAX_SHOWN = 0.6
-THRESHOLD = 0.15
 
 
 class DistanceStrip(QWidget):
@@ -30,9 +32,9 @@ class DistanceStrip(QWidget):
 
         self.explanation = (
             f"Each mark is one generation, placed by the tiled l2 to its nearest {role_words(role).image} (left = "
-            "closer). Marks left of the red 0.15 line are near copies. The clique counts generations that are near "
-            "copies of each other (Carlini et al.: a large clique flags a memorized prompt without looking at any "
-            "index). The Wen score measures how hard the prompt's words steer the model (higher = more "
+            f"closer). Marks left of the red {THRESHOLD:g} line are near copies. The clique counts generations "
+            "that are near copies of each other (Carlini et al.: a large clique flags a memorized prompt without "
+            "looking at any index). The Wen score measures how hard the prompt's words steer the model (higher = more "
             "suspicious).")
         self.set_extra_tip(self._extra)
 
@@ -75,9 +77,9 @@ class DistanceStrip(QWidget):
         tx = x_of(THRESHOLD)
         p.setPen(QPen(QColor(200, 40, 40), 2))
         p.drawLine(QPointF(tx, 4), QPointF(tx, axis_y + 8))
-        p.drawText(QRectF(tx + 3, 0, 120, 14), Qt.AlignmentFlag.AlignLeft, "0.15 near copy")
+        p.drawText(QRectF(tx + 3, 0, 120, 14), Qt.AlignmentFlag.AlignLeft, f"{THRESHOLD:g} near copy")
         for v in self.values:
-            colour = VERDICT_COLOURS["memorized" if v <= THRESHOLD else "novel"]
+            colour = VERDICT_COLOURS[MEMORIZED if v <= THRESHOLD else NOVEL]
             p.setPen(QPen(colour, 2))
             x = x_of(v)
             p.drawLine(QPointF(x, axis_y - 6), QPointF(x, axis_y + 6))

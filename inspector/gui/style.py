@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
+from inspector.findings import LIKENESS_ONLY, LIKENESS_SUGGESTED, MEMORIZED, NOVEL, UNLABELED
+
 VERDICT_COLOURS = {
-    "memorized": QColor(200, 40, 40),
-    "likeness?": QColor(214, 140, 0),
-    "likeness-only": QColor(214, 140, 0),
-    "novel": QColor(40, 130, 60),
-    "unlabeled": QColor(110, 110, 110),
+    MEMORIZED: QColor(200, 40, 40),
+    LIKENESS_SUGGESTED: QColor(214, 140, 0),
+    LIKENESS_ONLY: QColor(214, 140, 0),
+    NOVEL: QColor(40, 130, 60),
+    UNLABELED: QColor(110, 110, 110),
     None: QColor(110, 110, 110),
 }
 VERDICT_WORDS = {
-    "memorized": "MEMORIZED",
-    "likeness?": "LIKENESS?",
-    "likeness-only": "LIKENESS",
-    "novel": "NOVEL",
+    MEMORIZED: "MEMORIZED",
+    LIKENESS_SUGGESTED: "LIKENESS?",
+    LIKENESS_ONLY: "LIKENESS",
+    NOVEL: "NOVEL",
     None: "…",
 }
-LABEL_WORDS = {"memorized": "Memorized", "likeness-only": "Likeness only", "novel": "Novel", "unlabeled": "Unlabeled"}
 
 THRESHOLD_TIP = (
     "Tiled l2 (Carlini et al. 2023): the image is cut into a 4 x 4 grid and the pixel distance of the worst tile "

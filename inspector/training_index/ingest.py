@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from inspector.images import MAX_PIXELS
+from inspector.timestamps import utc_now
 from inspector.training_index import decode, store, vectors
 from inspector.training_index.decode import Decoded, DecodeSettings, decode_one, thumbnail_relpath
 from inspector.training_index.features import FEATURE_GRID, feature_definition
@@ -458,7 +459,7 @@ class IndexBuilder:
             resumed=self.resume, repaired=repaired, notes=notes, notes_total=state.notes_total, role=self.role,
             content_hash=self.manifest.get("content_hash") or "")
         document = self.report.as_dict()
-        document["finished"] = store.now()
+        document["finished"] = utc_now()
         store.write_json_atomic(self.out / store.REPORT, document)
 
     def _progress(self, phase: str, state: _State, started: float, newly: list[SkippedFile]) -> BuildProgress:
@@ -525,7 +526,7 @@ def finish_index(
     if before_complete is not None:
         before_complete(counts)
     st.finish()
-    manifest.update(status=store.STATUS_COMPLETE, updated=store.now(), counts=counts,
+    manifest.update(status=store.STATUS_COMPLETE, updated=utc_now(), counts=counts,
                     versions=store.library_versions())
     store.write_json_atomic(folder / store.MANIFEST, manifest)
     return counts

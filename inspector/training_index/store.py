@@ -32,7 +32,6 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy as np
 
 from inspector.errors import UserError
 from inspector.fileio import sqlite_uri, write_atomic
+from inspector.timestamps import utc_now
 
 FORMAT = "inspector-training-index"
 FORMAT_VERSION = 1
@@ -108,33 +108,11 @@ class TrainingIndexError(UserError):
     """Something is wrong with an index folder or a request to it; the message says what to do."""
 
 
-def now() -> str:
-    """The current time, ISO 8601 in UTC, to the second."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat()
-
-
 def library_versions() -> dict[str, str]:
     """Versions of what shaped the index's contents, for the manifest."""
-    import sys
+    from inspector.provenance import library_versions as versions
 
-    import PIL
-
-    from inspector import __version__
-
-    versions = {
-        "inspector": __version__,
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-        "sqlite": sqlite3.sqlite_version,
-    }
-    try:
-        import faiss
-
-        versions["faiss"] = faiss.__version__
-    except ImportError:  # pragma: no cover - faiss is a dependency; the manifest says so when it is missing
-        versions["faiss"] = "missing"
-    return versions
+    return versions(("numpy", "pillow", "sqlite", "faiss"))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -486,8 +464,8 @@ def new_manifest(
         "index_id": str(uuid.uuid4()),
         "role": role,
         "status": STATUS_BUILDING,
-        "created": now(),
-        "updated": now(),
+        "created": utc_now(),
+        "updated": utc_now(),
         "source": str(src),
         "comparison_size": comparison_size,
         "canonical_form": "centre crop to a square, bicubic resize to comparison_size, 8-bit RGB (alpha "

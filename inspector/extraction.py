@@ -14,7 +14,7 @@ import numpy as np
 
 from inspector.findings import LIKENESS_SUGGESTED, MEMORIZED, NOVEL, Neighbour
 from inspector.images import as_float
-from inspector.metrics import EXTRACTION_THRESHOLD
+from inspector.metrics import BORDERLINE_MARGIN, EXTRACTION_THRESHOLD
 from inspector.roles import role_of, role_words
 
 #: Carlini et al. connect two generations when their tiled l2 is below this (configurable).
@@ -24,11 +24,11 @@ PAPER_CLIQUE_SIZE = 10
 PAPER_GENERATIONS = 500
 #: Calibrated l2 below this: "far closer than the crowd" (Carlini et al.).
 CALIBRATED_THRESHOLD = 1.0
-#: Cosine similarity of CLIP embeddings above which a generation may show the same subject.
+#: Cosine similarity of CLIP embeddings above which a generation may show the same subject, for an embedder
+#: without a calibrated threshold of its own (semantic.DEFAULT_LIKENESS_THRESHOLD).
 SEMANTIC_THRESHOLD = 0.9
-#: A tiled l2 this close to the extraction threshold, on either side, is called borderline: a little blur,
-#: a crop or another comparison size moves a distance by about this much.
-BORDERLINE_MARGIN = 0.02
+#: (BORDERLINE_MARGIN, the band called borderline either side of the threshold, lives beside the threshold in
+#: metrics, where the distance words are; it is imported here for threshold_margin and the report.)
 
 
 # --- pairwise distances among one prompt's generations ----------------------------------------------------------
@@ -159,8 +159,10 @@ def suggest_verdict(
     image" for the model's training set, "a reference image" for a reference collection.
 
     - memorized: the nearest training image's tiled l2 is at most 0.15 (Carlini et al.'s extraction bar);
-    - likeness?: not that, but calibrated l2 is below 1 (far closer than the crowd of near neighbours), or a
-      semantic embedder says the generation shows the same subject (similarity above its threshold);
+    - likeness?: not that, but calibrated l2 is below 1 (far closer than the crowd of near neighbours), or the
+      index's image embedder says the generation shows a subject of the training set: its likeness score (k
+      training images at least that similar, ``Neighbour.likeness_score``) is above the embedder's own threshold
+      (``Neighbour.likeness_threshold``, calibrated on held-out images; ``semantic_threshold`` when missing);
     - novel: neither.
 
     ``evidence`` holds ``margin`` (threshold minus the nearest tiled l2, signed) and ``borderline`` (within
@@ -195,16 +197,31 @@ def suggest_verdict(
             + borderline,
             evidence,
         )
+    scored = next((nb for nb in neighbours if nb.likeness_score is not None), None)
     sims = [nb.semantic_similarity for nb in neighbours if nb.semantic_similarity is not None]
     if sims:
         evidence["semantic_similarity"] = max(sims)
-        if max(sims) > semantic_threshold:
+    if scored is not None:
+        # The index's embedder scored the generation against all its images, with its own calibrated threshold.
+        score, k = float(scored.likeness_score), int(scored.likeness_k or 1)
+        limit = semantic_threshold if scored.likeness_threshold is None else float(scored.likeness_threshold)
+        evidence.update(likeness_score=score, likeness_threshold=limit, likeness_k=k)
+        if score > limit:
+            who = (f"the most similar {words.image} scores {score:.2f}" if k == 1 else
+                   f"{k} {words.images} score {score:.2f} or more")
             return Suggestion(
-                "likeness?",
-                f"no near copy, but it looks like the same subject (similarity {max(sims):.2f} > "
-                f"{semantic_threshold:.2f})" + borderline,
+                LIKENESS_SUGGESTED,
+                f"no near copy, but it looks like the same subject: {who} on the index's image embedder, above "
+                f"its likeness threshold {limit:.2f}" + borderline,
                 evidence,
             )
+    elif sims and max(sims) > semantic_threshold:  # findings recorded before likeness scores existed
+        return Suggestion(
+            LIKENESS_SUGGESTED,
+            f"no near copy, but it looks like the same subject (similarity {max(sims):.2f} > "
+            f"{semantic_threshold:.2f})" + borderline,
+            evidence,
+        )
     return Suggestion(
         NOVEL,
         f"no {words.image} is close: nearest tiled l2 {best_tiled.tiled_l2:.2f} > {threshold:.2f}"

@@ -16,6 +16,9 @@ from inspector.images import as_float
 
 #: Carlini et al.: a generation is an extraction when its tiled l2 to a training image is at most this.
 EXTRACTION_THRESHOLD = 0.15
+#: A tiled l2 this close to the extraction threshold, on either side, is called borderline: a little blur,
+#: a crop or another comparison size moves a distance by about this much.
+BORDERLINE_MARGIN = 0.02
 #: Calibration constants of Carlini et al. (CIFAR-10).
 CALIBRATION_ALPHA = 0.5
 CALIBRATION_N = 50
@@ -145,13 +148,17 @@ def distances(a: np.ndarray, b: np.ndarray, others: Sequence[np.ndarray] | None 
 
 
 def tiled_l2_words(value: float, threshold: float = EXTRACTION_THRESHOLD) -> str:
-    """What a tiled l2 value means: "near copy" (at most ``threshold``), "similar, not a copy" (at most twice
-    it) or "different"."""
-    if value <= threshold:
-        return "near copy"
-    if value <= 2 * threshold:
-        return "similar, not a copy"
-    return "different"
+    """What a tiled l2 value says, in the one set of words every view, export and command uses.
+
+    Four bands around the extraction ``threshold`` (0.15), borderline within :data:`BORDERLINE_MARGIN` of it
+    (the same rule as ``extraction.threshold_margin``): "near copy" (<= 0.13), "near copy (borderline)"
+    (0.13, 0.15], "not a near copy (borderline)" (0.15, 0.17], "not a near copy" (> 0.17). A tiled l2 above the
+    line never says "similar": the worst tile of two unrelated images can be that close too.
+    """
+    margin = round(threshold - value, 6)  # as extraction.threshold_margin rounds it
+    borderline = -BORDERLINE_MARGIN <= margin < BORDERLINE_MARGIN
+    words = "near copy" if margin >= 0 else "not a near copy"
+    return f"{words} (borderline)" if borderline else words
 
 
 def describe_tiled_l2(value: float, threshold: float = EXTRACTION_THRESHOLD) -> str:

@@ -46,6 +46,42 @@ class InspectRequest:
     k: int = 4
     clique_threshold: float = CLIQUE_EDGE_THRESHOLD
 
+    def generation_request(self, seeds: list[int] | None = None) -> Any:
+        """The :class:`inspector.generation.GenerationRequest` that makes this request's images (``seeds``: only
+        those, for a scan that resumes)."""
+        from inspector.generation import GenerationRequest
+
+        return GenerationRequest(
+            prompt=self.prompt, negative_prompt=self.negative_prompt, n=self.n, seed=self.seed, seeds=seeds,
+            steps=self.steps, guidance=self.guidance, batch_size=self.batch_size,
+        )
+
+    def validate(self) -> None:
+        """Check the prompt and every number before anything is loaded, so that a wrong value is refused at once
+        rather than after a model load (the window's Generate button, ``inspect`` and ``scan`` call it first).
+
+        Raises
+        ------
+        UserError
+            An empty prompt; or (:class:`inspector.generation.GenerationError`) a setting out of its range, the
+            message naming the setting, its range and the value: n in 1..10000 (``inspector.limits``), seed and
+            seed + n - 1 in 0..2**63 - 1, steps in 1..1000, guidance in 0..100, k (neighbours) in 1..100, the clique threshold
+            in (0, 1].
+        """
+        import math
+
+        from inspector.generation import GenerationError
+
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise UserError("type a prompt first")
+        self.generation_request().validate()
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_NEIGHBOURS:
+            raise GenerationError(f"the number of neighbours (k) must be between 1 and {MAX_NEIGHBOURS}, "
+                                  f"got {self.k!r}")
+        t = self.clique_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 < t <= 1:
+            raise GenerationError(f"the clique threshold must be a tiled l2 in (0, 1], got {t!r}")
+
 
 @dataclass(eq=False)
 class Inspected:
@@ -64,6 +100,10 @@ class Inspected:
     notes: str = ""
     #: The index searched (``TrainingIndex.identity()``: role, source, images, built, content hash).
     index: dict[str, Any] | None = None
+    #: The ``--index`` / ``--model`` values the generation came from (None for a finding read back from a
+    #: casebook): its heatmaps are drawn with that index, whatever a picker shows later.
+    index_source: str | None = None
+    model_source: str | None = None
 
     @property
     def nearest_tiled_l2(self) -> float | None:
@@ -240,27 +280,25 @@ def inspect_generations(
     that resumes; an image depends on its seed alone, so it is the same image the whole request would make, at
     the same ``position`` (``seed - request.seed``).
     """
-    from inspector.generation import GenerationRequest, generate
+    from inspector.generation import generate
 
-    if not request.prompt.strip():
-        raise UserError("type a prompt first")
+    request.validate()  # before the model loads: a wrong number is refused in a moment, not after seconds
     report = progress or (lambda _info: None)
     report({"stage": "loading model", "done": 0, "n": request.n})
     model = MODELS.get(model_source)
     report({"stage": "loading index", "done": 0, "n": request.n})
     INDEXES.get(index_source, progress=report)  # loaded (or built) now, so the first image waits for nothing
-    gen_request = GenerationRequest(
-        prompt=request.prompt, negative_prompt=request.negative_prompt, n=request.n, seed=request.seed,
-        seeds=seeds, steps=request.steps, guidance=request.guidance, batch_size=request.batch_size,
-    )
+    gen_request = request.generation_request(seeds)
 
     def on_step(done: int, n: int, step: int, steps: int, eta: float | None) -> None:
         report({"stage": "sampling", "done": done, "n": n, "step": step, "steps": steps, "eta": eta})
 
     for generated in generate(model, gen_request, progress=on_step, cancel=cancel):
         position = generated.index if seeds is None else generated.seed - request.seed
-        yield inspect_image(index_source, request, position, generated.seed, _to_array(generated.image),
-                            generated.png, generated.provenance)
+        item = inspect_image(index_source, request, position, generated.seed, _to_array(generated.image),
+                             generated.png, generated.provenance)
+        item.model_source = model_source
+        yield item
 
 
 def inspect_image(index_source: str, request: InspectRequest, position: int, seed: int, image: np.ndarray,
@@ -271,7 +309,7 @@ def inspect_image(index_source: str, request: InspectRequest, position: int, see
     neighbours = index.query([image], k=request.k)[0]
     return Inspected(position=position, seed=seed, image=image, png=png, provenance=provenance,
                      neighbours=neighbours, suggestion=suggest_verdict(neighbours, role=index.role),
-                     index=index.identity())
+                     index=index.identity(), index_source=index_source)
 
 
 def summarize_prompt(
@@ -294,6 +332,9 @@ def summarize_prompt(
     summary.notes.extend(summary.words.notes())
     if index_source is not None:
         summary.index = INDEXES.get(index_source).identity()
+        note = embedder_note(MODELS.get(model_source), INDEXES.get(index_source))
+        if note:
+            summary.notes.append(note)
     elif items:
         summary.index = items[0].index
     if len(items) >= 2:
@@ -308,6 +349,32 @@ def summarize_prompt(
         if note:
             summary.notes.append(note)
     return summary
+
+
+def embedder_note(model: Any, index: Any) -> str:
+    """Plain words when the loaded model ships an image embedder the index does not use, else "".
+
+    Stable Diffusion 1.x folders carry a CLIP ViT-L/14 vision tower in their safety checker: an index built with
+    ``--clip`` on the model folder gets the likeness signal from it with nothing to download.
+    """
+    if index.manifest.get("semantic"):
+        return ""
+    identity = getattr(model, "identity", None)
+    folder = None
+    if identity is not None and identity.kind == "folder":
+        folder = Path(identity.source)
+    elif identity is not None and identity.kind == "hub-cache":
+        from inspector.generation import find_in_hub_cache
+
+        found = find_in_hub_cache(identity.source)
+        folder = found[0] if found else None
+    from inspector.training_index.semantic import has_safety_checker
+
+    if folder is None or not has_safety_checker(folder):
+        return ""
+    return (f"the model ships an image embedder (the CLIP tower of its safety checker) but the index has no image "
+            f"embeddings, so likeness is judged on pixel distances alone: build the index with --clip "
+            f"{identity.source} to get the likeness signal")
 
 
 def prompt_word_facts(model_source: str, index_source: str | None, prompt: str) -> Any:

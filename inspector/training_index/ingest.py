@@ -151,6 +151,9 @@ class IndexBuilder:
         Side of the canonical square in pixels, in [16, 1024]; default 256 (resumed builds keep theirs).
     clip
         A CLIP model folder or a Hub id in the local Hugging Face cache, for the optional semantic feature.
+    allow_pickle
+        Accept a CLIP model whose weights are only a pickle (``pytorch_model.bin``), read with torch's weights-only
+        loader; refused by default, as for models. A resumed build that allowed it once keeps allowing it.
     workers
         Decoding processes (default: one per CPU core, or none for a SRC under 32 MiB); 1 decodes in this
         process.
@@ -175,7 +178,9 @@ class IndexBuilder:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         store_pixels: bool | None = None,
         role: str | None = None,
+        allow_pickle: bool = False,
     ):
+        self.allow_pickle = bool(allow_pickle)
         if role is not None and role not in store.ROLES:
             raise TrainingIndexError(f"unknown index role {role!r}: use training (the model's training set) or "
                                      "reference (a portfolio, a stock library, a client's images)")
@@ -315,8 +320,9 @@ class IndexBuilder:
             return None
         from inspector.training_index.semantic import SemanticModel, model_identity
 
-        self._semantic = SemanticModel.load(self.clip)
         recorded = (self.manifest or {}).get("semantic")
+        allowed = self.allow_pickle or bool(recorded and recorded.get("allow_pickle"))
+        self._semantic = SemanticModel.load(self.clip, allow_pickle=allowed)
         if recorded and model_identity(self._semantic.folder) != recorded["identity"]:
             raise TrainingIndexError(f"the CLIP model at {self._semantic.folder} has changed since this build "
                                      "started: its embeddings would not match; build a new index")
@@ -544,6 +550,7 @@ def build_index(
     store_pixels: bool | None = None,
     progress: Callable[[BuildProgress], None] | None = None,
     role: str | None = None,
+    allow_pickle: bool = False,
 ) -> BuildReport:
     """Build (or resume) a training index from ``src`` into ``out`` and return what was done.
 
@@ -555,7 +562,7 @@ def build_index(
     under ``if __name__ == "__main__":`` (otherwise decoding falls back to this process, with a warning).
     """
     builder = IndexBuilder(src, out, resume=resume, comparison_size=comparison_size, clip=clip, workers=workers,
-                           chunk_size=chunk_size, store_pixels=store_pixels, role=role)
+                           chunk_size=chunk_size, store_pixels=store_pixels, role=role, allow_pickle=allow_pickle)
     for event in builder.run():
         if progress is not None:
             progress(event)

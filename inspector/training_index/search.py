@@ -470,7 +470,9 @@ class TrainingIndex:
 
             sem = self.manifest["semantic"]
             try:
-                model = SemanticModel.load(sem["folder"] if Path(sem["folder"]).is_dir() else sem["model"])
+                # Pickle weights only where the person allowed them when building this index.
+                model = SemanticModel.load(sem["folder"] if Path(sem["folder"]).is_dir() else sem["model"],
+                                           allow_pickle=bool(sem.get("allow_pickle")))
                 if model_identity(model.folder) != sem["identity"]:
                     raise SemanticModelError(f"the CLIP model at {model.folder} has changed since the index was "
                                              "built")

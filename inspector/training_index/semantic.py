@@ -33,6 +33,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                 "pytorch_model.bin.index.json", "model.fp16.safetensors")
+#: Weight files that are Python pickles (unpickling can run code), as the generation engine names them.
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 #: The safety checker's class in diffusers, and its folder inside a Stable Diffusion 1.x model.
 SAFETY_CHECKER = "StableDiffusionSafetyChecker"
 SAFETY_CHECKER_FOLDER = "safety_checker"
@@ -136,8 +138,13 @@ class SemanticModel:
     _kind: str
 
     @classmethod
-    def load(cls, ref: str | os.PathLike) -> SemanticModel:
-        """Load a CLIP image encoder from a folder or the local Hugging Face cache (CPU, float32, eval mode)."""
+    def load(cls, ref: str | os.PathLike, *, allow_pickle: bool = False) -> SemanticModel:
+        """Load a CLIP image encoder from a folder or the local Hugging Face cache (CPU, float32, eval mode).
+
+        Weights are read from safetensors. A folder whose weights are only a pickle (``pytorch_model.bin``) is
+        refused, because unpickling can run code, unless ``allow_pickle`` (``--allow-pickle``, as for models):
+        it is then read with torch's weights-only unpickler, which takes tensors and nothing else.
+        """
         folder = resolve_model_folder(ref)
         try:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -159,14 +166,23 @@ class SemanticModel:
                 model = _load_safety_checker_tower(folder)
             else:
                 model_class = CLIPModel if kind == "clip" else CLIPVisionModelWithProjection
-                model = model_class.from_pretrained(str(folder), local_files_only=True).eval()
+                model = model_class.from_pretrained(str(folder), local_files_only=True, weights_only=True,
+                                                    use_safetensors=None if pickled else True).eval()
         except ImportError as exc:
             raise SemanticModelError(f"CLIP embeddings need torch and transformers ({exc})") from None
+    #: Loaded from pickle weights, as the person allowed (``--allow-pickle``); the index remembers it.
+    allow_pickle: bool = False
         except (OSError, ValueError, RuntimeError) as exc:
             raise SemanticModelError(f"cannot load the CLIP model in {folder}: {exc}") from None
         if kind == "safety_checker":
             kind = "clip_vision_model"  # from here on it is a vision tower with its projection, like any other
         vision = model.config.vision_config if kind == "clip" else model.config
+        pickled = _only_pickle_weights(folder)
+        if pickled and not allow_pickle:
+            raise SemanticModelError(
+                f"{folder}: the CLIP model's weights are a pickle ({pickled}), refused because unpickling a file "
+                "can run any code hidden in it. Use a copy with model.safetensors, or, if you trust where it came "
+                "from, pass --allow-pickle (it is then read with torch's weights-only loader)")
         dim = int(model.config.projection_dim)
         mean, std = CLIP_MEAN, CLIP_STD
         # A Stable Diffusion folder keeps the safety checker's preprocessing beside it, in feature_extractor/.
@@ -182,7 +198,7 @@ class SemanticModel:
             break
         return cls(folder=folder, input_size=int(vision.image_size), dim=dim,
                    mean=np.asarray(mean, dtype=np.float32), std=np.asarray(std, dtype=np.float32),
-                   _model=model, _kind=kind)
+                   _model=model, _kind=kind, allow_pickle=bool(pickled))
 
     def describe(self, ref: str | os.PathLike) -> dict[str, Any]:
         """The manifest entry for this model, with its likeness threshold (calibrated, or the default)."""
@@ -222,6 +238,8 @@ class SemanticModel:
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return (emb / np.maximum(norms, 1e-12)).astype(np.float32)
 
+            # The person allowed this model's pickle weights at build time; a query loads them the same way.
+            **({"allow_pickle": True} if self.allow_pickle else {}),
 
 def _load_safety_checker_tower(folder: Path) -> Any:
     """The CLIP vision tower and projection of a StableDiffusionSafetyChecker folder, as a
@@ -252,6 +270,14 @@ def _load_safety_checker_tower(folder: Path) -> Any:
             state[name] = tensor.float()
         elif name.startswith(prefix):
             rest = name[len(prefix):]
+def _only_pickle_weights(folder: Path) -> str:
+    """The pickle weight file a CLIP folder would be loaded from (it has no safetensors), else ""."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return ""
+    return next((n for n in names if n.endswith(PICKLE_SUFFIXES) or n == "pytorch_model.bin.index.json"), "")
+
+
             state[prefix + rest.removeprefix(prefix)] = tensor.float()
     missing, _ = model.load_state_dict(state, strict=False)
     if missing:

@@ -41,6 +41,8 @@ SAFETY_CHECKER_FOLDER = "safety_checker"
 #: Cosine similarity above which a generation may show a training image's subject, for an embedder that carries
 #: no calibrated threshold of its own (likeness.json).
 DEFAULT_LIKENESS_THRESHOLD = 0.9
+#: ... and how many training images (duplicates counted) must be that similar: 1, the most similar alone.
+DEFAULT_LIKENESS_K = 1
 LIKENESS_FILE = "likeness.json"
 
 
@@ -104,6 +106,30 @@ def safety_checker_folder(model_folder: Path) -> Path:
     return folder.resolve()
 
 
+def likeness_score(similarities: np.ndarray, counts: np.ndarray, k: int) -> float | None:
+    """A generation's likeness score: the cosine similarity s such that k training images are at least s similar
+    to it, each unique image counted as often as it occurs in training (its duplicate count).
+
+    A subject recurs in training (many photos of one person, one artwork in many crops); a category member does
+    not, however typical it looks. With k = 1 this is the similarity of the most similar image. None when the
+    images given hold fewer than k training images.
+
+    Parameters
+    ----------
+    similarities
+        Cosine similarities in [-1, 1] of the generation to some training images, the most similar among them.
+    counts
+        How many times each of those images occurs in training (>= 1), in the same order.
+    k
+        Training images that must be that similar, >= 1.
+    """
+    sims = np.asarray(similarities, dtype=np.float64)
+    order = np.argsort(-sims, kind="stable")
+    seen = np.cumsum(np.maximum(np.asarray(counts, dtype=np.int64)[order], 1))
+    enough = np.nonzero(seen >= k)[0]
+    return float(sims[order[enough[0]]]) if len(enough) else None
+
+
 def read_likeness(folder: Path) -> dict[str, Any] | None:
     """The embedder's calibrated likeness record (likeness.json), or None when it has none."""
     path = Path(folder) / LIKENESS_FILE
@@ -112,6 +138,8 @@ def read_likeness(folder: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         float(record["threshold"])
+        if int(record.get("k", DEFAULT_LIKENESS_K)) < 1:
+            raise ValueError("k must be at least 1")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SemanticModelError(f"{path} is unreadable ({exc}): restore it or delete it (then the threshold "
                                  f"is {DEFAULT_LIKENESS_THRESHOLD})") from None
@@ -136,6 +164,8 @@ class SemanticModel:
     std: np.ndarray
     _model: Any
     _kind: str
+    #: Loaded from pickle weights, as the person allowed (``--allow-pickle``); the index remembers it.
+    allow_pickle: bool = False
 
     @classmethod
     def load(cls, ref: str | os.PathLike, *, allow_pickle: bool = False) -> SemanticModel:
@@ -146,6 +176,12 @@ class SemanticModel:
         it is then read with torch's weights-only unpickler, which takes tensors and nothing else.
         """
         folder = resolve_model_folder(ref)
+        pickled = _only_pickle_weights(folder)
+        if pickled and not allow_pickle:
+            raise SemanticModelError(
+                f"{folder}: the CLIP model's weights are a pickle ({pickled}), refused because unpickling a file "
+                "can run any code hidden in it. Use a copy with model.safetensors, or, if you trust where it came "
+                "from, pass --allow-pickle (it is then read with torch's weights-only loader)")
         try:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -170,19 +206,11 @@ class SemanticModel:
                                                     use_safetensors=None if pickled else True).eval()
         except ImportError as exc:
             raise SemanticModelError(f"CLIP embeddings need torch and transformers ({exc})") from None
-    #: Loaded from pickle weights, as the person allowed (``--allow-pickle``); the index remembers it.
-    allow_pickle: bool = False
         except (OSError, ValueError, RuntimeError) as exc:
             raise SemanticModelError(f"cannot load the CLIP model in {folder}: {exc}") from None
         if kind == "safety_checker":
             kind = "clip_vision_model"  # from here on it is a vision tower with its projection, like any other
         vision = model.config.vision_config if kind == "clip" else model.config
-        pickled = _only_pickle_weights(folder)
-        if pickled and not allow_pickle:
-            raise SemanticModelError(
-                f"{folder}: the CLIP model's weights are a pickle ({pickled}), refused because unpickling a file "
-                "can run any code hidden in it. Use a copy with model.safetensors, or, if you trust where it came "
-                "from, pass --allow-pickle (it is then read with torch's weights-only loader)")
         dim = int(model.config.projection_dim)
         mean, std = CLIP_MEAN, CLIP_STD
         # A Stable Diffusion folder keeps the safety checker's preprocessing beside it, in feature_extractor/.
@@ -206,9 +234,12 @@ class SemanticModel:
         return {
             "model": str(ref),
             "likeness_threshold": float(likeness["threshold"]) if likeness else DEFAULT_LIKENESS_THRESHOLD,
+            "likeness_k": int(likeness.get("k", DEFAULT_LIKENESS_K)) if likeness else DEFAULT_LIKENESS_K,
             "likeness_calibration": likeness,
             "folder": str(self.folder),
             "identity": model_identity(self.folder),
+            # The person allowed this model's pickle weights at build time; a query loads them the same way.
+            **({"allow_pickle": True} if self.allow_pickle else {}),
             "dim": self.dim,
             "input_size": self.input_size,
             "dtype": "float16",
@@ -238,8 +269,14 @@ class SemanticModel:
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return (emb / np.maximum(norms, 1e-12)).astype(np.float32)
 
-            # The person allowed this model's pickle weights at build time; a query loads them the same way.
-            **({"allow_pickle": True} if self.allow_pickle else {}),
+
+def _only_pickle_weights(folder: Path) -> str:
+    """The pickle weight file a CLIP folder would be loaded from (it has no safetensors), else ""."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return ""
+    return next((n for n in names if n.endswith(PICKLE_SUFFIXES) or n == "pytorch_model.bin.index.json"), "")
+
 
 def _load_safety_checker_tower(folder: Path) -> Any:
     """The CLIP vision tower and projection of a StableDiffusionSafetyChecker folder, as a
@@ -270,14 +307,6 @@ def _load_safety_checker_tower(folder: Path) -> Any:
             state[name] = tensor.float()
         elif name.startswith(prefix):
             rest = name[len(prefix):]
-def _only_pickle_weights(folder: Path) -> str:
-    """The pickle weight file a CLIP folder would be loaded from (it has no safetensors), else ""."""
-    names = sorted(p.name for p in folder.iterdir() if p.is_file())
-    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
-        return ""
-    return next((n for n in names if n.endswith(PICKLE_SUFFIXES) or n == "pytorch_model.bin.index.json"), "")
-
-
             state[prefix + rest.removeprefix(prefix)] = tensor.float()
     missing, _ = model.load_state_dict(state, strict=False)
     if missing:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from inspector.errors import user_error
+
 #: The end of every temporary file name this module makes (``.NAME.RANDOM.part``), for tests and clean-ups.
 TEMPORARY_SUFFIX = ".part"
 
@@ -95,6 +97,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
     ------
     OSError
         The folder cannot be written, the disk is full, ... (the temporary file is gone, ``path`` unchanged).
+        Those the person can fix are :class:`inspector.errors.NotWritableError` / :class:`DiskFullError`
+        (OSErrors too), in words that name ``path``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open writes new files: mode 'wb' or 'w', not {mode!r}")
@@ -111,8 +115,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
             if durable:
                 os.fsync(stream.fileno())
         publish(tmp, path, overwrite=overwrite)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _raise_in_words(exc, path)
         raise
     if durable:
         fsync_folder(path.parent)
@@ -146,10 +151,20 @@ def write_part(path: str | os.PathLike, data: bytes) -> Path:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        _raise_in_words(exc, path)
         raise
     return tmp
+
+
+def _raise_in_words(exc: BaseException, path: Path | str | os.PathLike) -> None:
+    """A write that failed for a reason the person can fix (no permission, read-only, disk full) is raised as
+    the :mod:`inspector.errors` words for it, naming ``path``; still an ``OSError`` with the same errno."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+        translated = user_error(exc, path)
+        if translated is not None and translated is not exc:
+            raise translated from exc
 
 
 # ------------------------------------------------------------------------------------------------- hashing

@@ -354,7 +354,7 @@ def test_a_writer_blocked_past_the_timeout_gets_a_clear_busy_error(path):
     blocker.execute("BEGIN IMMEDIATE")
     try:
         with Casebook.open(path, create=False, timeout=0.2) as b:
-            with pytest.raises(CasebookBusyError, match="busy"):
+            with pytest.raises(CasebookBusyError, match="another program is writing the casebook .*try again"):
                 b.label(finding_id, "novel")
             assert b.get(finding_id).label == "unlabeled"  # reading is never blocked
     finally:

@@ -26,7 +26,7 @@ from inspector.casebook.errors import (
 from inspector.casebook.paths import DATA_DIR_ENV, data_dir, default_casebook_path, is_casebook_file
 from inspector.casebook.pictures import THUMBNAIL_SIDE
 from inspector.casebook.schema import APPLICATION_ID, SCHEMA_VERSION
-from inspector.casebook.store import Casebook, fts_query, model_identity, verdict_neighbour
+from inspector.casebook.store import Casebook, fts_query, model_identity, set_busy_timeout, verdict_neighbour
 from inspector.casebook.verify import Problem, VerifyReport
 
 __all__ = [
@@ -49,5 +49,6 @@ __all__ = [
     "fts_query",
     "is_casebook_file",
     "model_identity",
+    "set_busy_timeout",
     "verdict_neighbour",
 ]

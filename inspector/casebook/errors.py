@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inspector.errors import UserError
+from inspector.errors import BusyError, UserError
 
 
 class CasebookError(UserError):
@@ -32,5 +32,9 @@ class FindingNotFoundError(CasebookError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class CasebookBusyError(RuntimeError):
-    """Another program held the casebook locked for longer than the busy timeout. Not a usage error."""
+class CasebookBusyError(CasebookError, BusyError):
+    """Another program held the casebook locked for longer than the busy timeout (``waited`` seconds). Nothing
+    was written; trying again once the other program has finished works."""
+
+    def __init__(self, message: str, waited: float | None = None):
+        BusyError.__init__(self, message, waited)

@@ -335,6 +335,18 @@ class Casebook:
             return translated
         return exc
 
+    def check_writable(self) -> None:
+        """Take the write lock and give it back at once, writing nothing: a casebook another program keeps
+        locked (:class:`CasebookBusyError`, after the timeout) or that cannot be written is named now, before a
+        long run that would record into it.
+
+        Raises
+        ------
+        CasebookBusyError, ReadOnlyCasebookError, inspector.errors.DiskFullError
+        """
+        with self._write():
+            pass
+
     def close(self) -> None:
         """Close the file (a writer's close also folds the write-ahead log back into it)."""
         with self._lock:
@@ -1113,7 +1125,10 @@ def _create_file(path: Path) -> None:
         except FileExistsError:
             pass
     except OSError as exc:
-        raise CasebookError(f"cannot create the casebook {path}: {exc.strerror or exc}") from None
+        # No permission, a read-only or full disk: the words every command uses (inspector.errors).
+        translated = user_error(exc, path)
+        raise CasebookError(str(translated) if translated is not None else
+                            f"cannot create the casebook {path}: {exc.strerror or exc}") from None
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inspector.commands import print_json
+from inspector.commands import add_timeout_option, finding_id, print_json, run_id
 
 LABEL_CHOICES = ("memorized", "likeness-only", "novel")
 LIST_LABEL_CHOICES = (*LABEL_CHOICES, "unlabeled")
@@ -29,21 +29,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--label", choices=LIST_LABEL_CHOICES, help="only findings with this label")
     a.add_argument("--search", metavar="TEXT",
                    help="only findings whose prompt, notes or neighbour captions contain every word of TEXT")
-    a.add_argument("--run", type=int, metavar="ID", help="only the findings this run made")
+    a.add_argument("--run", type=run_id, metavar="ID", help="only the findings this run made")
     a.add_argument("--runs", action="store_true", help="list the runs only (with --json: a list of runs)")
     a.add_argument("--json", action="store_true",
                    help="print one JSON list of findings, each with its id (with --runs: of runs)")
+    add_timeout_option(a)
     a.set_defaults(func=run_list)
 
     a = actions.add_parser("label", help="label one finding", description=(
         "Label a finding. The old label stays in its history; the new one is a new event."))
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
-    a.add_argument("finding_id", type=int, metavar="FINDING_ID", help="the finding's id (see casebook list)")
+    a.add_argument("finding_id", type=finding_id, metavar="FINDING_ID", help="the finding's id (see casebook list)")
     a.add_argument("label", choices=LABEL_CHOICES, metavar="memorized|likeness-only|novel",
                    help="memorized: a near copy of a training image; likeness-only: the same subject, no near"
                         " copy; novel: neither")
     a.add_argument("--note", default="", metavar="TEXT", help="why; becomes the finding's notes")
     a.add_argument("--reviewer", default="", metavar="NAME", help="who is labeling")
+    add_timeout_option(a)
     a.set_defaults(func=run_label)
 
     a = actions.add_parser("export", help="write findings as a PDF or HTML report, CSV or JSON", description=(
@@ -59,10 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", required=True, type=Path, metavar="PATH", help="the file to write")
     a.add_argument("--overwrite", action="store_true",
                    help="replace PATH (and its manifest and signatures) if they exist (never the casebook itself)")
-    a.add_argument("--id", type=int, nargs="+", metavar="N", dest="ids", help="only these findings")
+    a.add_argument("--id", type=finding_id, nargs="+", metavar="N", dest="ids", help="only these findings")
     a.add_argument("--label", choices=LIST_LABEL_CHOICES, help="only findings with this label")
     a.add_argument("--prompt", metavar="TEXT", help="only findings of exactly this prompt")
-    a.add_argument("--run", type=int, metavar="ID", dest="run_id", help="only the findings this run made")
+    a.add_argument("--run", type=run_id, metavar="ID", dest="run_id", help="only the findings this run made")
     a.add_argument("--since", metavar="DATE",
                    help="only findings recorded at or after DATE (2026-11-01, or 2026-11-01T09:30 in your time"
                         " zone, or ...Z for UTC)")
@@ -73,12 +75,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--matter", default="", metavar="TEXT", help="the matter the report is for (cover page)")
     a.add_argument("--claimant", default="", metavar="TEXT", help="the claimant (cover page)")
     a.add_argument("--author", default="", metavar="NAME", help="who prepared the report (cover page)")
+    add_timeout_option(a)
     a.set_defaults(func=run_export)
 
     a = actions.add_parser("verify", help="check that nothing was changed or damaged", description=(
         "Check the SQLite file, every stored image against its sha256, the label-event hash chain and the"
         " current labels. Exit 0 when all is well, 1 when a check fails (each failing finding is named)."))
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
+    add_timeout_option(a)
     a.set_defaults(func=run_verify)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from inspector import metrics
 from inspector.commands import print_json
-from inspector.errors import UserError
+from inspector.errors import UserError, write_failure
 from inspector.fileio import write_atomic
 from inspector.images import ImageLoadError, as_uint8, canonical, load_image
 
@@ -57,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
         sheet = comparison_sheet(a, b, args.image_a.name, args.image_b.name, side=max(192, min(size, 320)))
         try:
             write_atomic(args.heatmap, lambda stream: sheet.save(stream, format="PNG"))
-        except UserError:  # no permission, a full disk: already in words (inspector.errors)
-            raise
         except OSError as exc:
-            raise UserError(f"cannot write {args.heatmap}: {exc.strerror or exc}") from None
+            raise write_failure(exc, args.heatmap) from None
         result["heatmap"] = str(args.heatmap)
     if args.json:
         print_json(result)

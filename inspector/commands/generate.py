@@ -12,6 +12,7 @@ from typing import Any
 
 from inspector.commands import nonempty, option_words, seed
 from inspector.errors import UserError, check_writable_folder, writing
+from inspector.resources import DEMO
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "inspector.manifest/1"
@@ -87,8 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _quiet_libraries()
     if args.reproduce is not None:
+        _quiet_libraries()
         return _reproduce(args)
     from inspector.generation import GenerationError, GenerationRequest
 
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     _check_out(out, args.overwrite)
     check_writable_folder(out)  # a read-only or full disk is named now, not after the model loads
-    model = _load(args.model or "demo", args)
+    _quiet_libraries()  # imports diffusers (seconds), so after every check that needs no model
+    model = _load(args.model or DEMO, args)
     from inspector.generation import generate
 
     status = _Progress() if sys.stderr.isatty() else None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inspector.commands import print_json
+from inspector.commands import add_timeout_option, casebook_file, nonempty, option_words, print_json, seed
 from inspector.errors import UserError
+from inspector.limits import MAX_IMAGES
+from inspector.resources import DEMO
 from inspector.roles import describe_index, origin_words, role_words
 
 
@@ -18,17 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "inspection is recorded as a run in the casebook (--casebook, else the one in "
                                    "the user data folder), every generation as an unlabeled finding.")
     p.add_argument("prompt", metavar="PROMPT")
-    p.add_argument("--model", default="demo", help="demo (default), a local diffusers folder, or a .safetensors file")
-    p.add_argument("--index", default="demo",
+    p.add_argument("--model", default=DEMO, type=nonempty("a model: demo, a model folder or a .safetensors file"),
+                   help="demo (default), a local diffusers folder, or a .safetensors file")
+    p.add_argument("--index", default=DEMO, type=nonempty("an index: demo or an index folder"),
                    help="demo (default) or an index folder (inspector index build, training or reference)")
     p.add_argument("--n", type=int, default=16, help="number of generations (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="first seed (default 0)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--no-wen", action="store_true", help="skip the Wen score")
-    p.add_argument("--casebook", help="the casebook that records the run and every generation as an unlabeled "
-                                      "finding (default: casebook.db in the user data folder)")
+    p.add_argument("--casebook", type=casebook_file,
+                   help="the casebook that records the run and every generation as an unlabeled finding (default: "
+                        "casebook.db in the user data folder); a new one is made in an existing folder only")
+    add_timeout_option(p)
     p.add_argument("--reviewer", default="", metavar="NAME", help="who ran the inspection (kept with the run)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=run)
@@ -51,16 +56,20 @@ def _generation_dict(item, finding_id) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inspector.casebook import default_casebook_path
+    from inspector.casebook import Casebook, default_casebook_path
     from inspector.runs import recorded_inspection
     from inspector.session import Inspected, InspectRequest
 
-    if not 1 <= args.n <= 10000:
-        raise UserError(f"--n must be between 1 and 10000, got {args.n}")
+    if not 1 <= args.n <= MAX_IMAGES:
+        raise UserError(f"--n must be between 1 and {MAX_IMAGES}, got {args.n}")
     if not args.prompt.strip():
         raise UserError("the prompt is empty")
     request = InspectRequest(prompt=args.prompt, negative_prompt=args.negative, n=args.n, seed=args.seed,
                              steps=args.steps, guidance=args.guidance, wen=not args.no_wen)
+    try:
+        request.validate()  # every number before the casebook, the model or the index is touched
+    except UserError as exc:
+        raise UserError(option_words(str(exc))) from None
 
     def progress(info: dict) -> None:
         if info.get("stage") == "sampling":
@@ -71,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r{info.get('stage')}…".ljust(60), end="", file=sys.stderr, flush=True)
 
     casebook = args.casebook or str(default_casebook_path())
+    with Casebook.open(casebook) as book:  # one that cannot be written, or is busy, is named before the model loads
+        book.check_writable()
     items, summary = [], None
     for value in recorded_inspection(casebook, args.model, args.index, request, kind="inspect",
                                      reviewer=args.reviewer, progress=progress):

@@ -8,7 +8,10 @@ import sys
 import threading
 from typing import Any
 
-from inspector.commands import print_json
+from inspector.commands import add_timeout_option, casebook_file, nonempty, option_words, print_json, seed
+from inspector.errors import UserError
+from inspector.limits import MAX_IMAGES
+from inspector.resources import DEMO
 
 #: Exit status of a scan stopped by a signal: 128 + the signal's number, the shell's convention.
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -24,8 +27,8 @@ def _n_value(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--n takes a number of generations or 'paper' (500), got {text!r}") \
             from None
-    if not 1 <= value <= 10000:
-        raise argparse.ArgumentTypeError(f"--n must be between 1 and 10000, got {value}")
+    if not 1 <= value <= MAX_IMAGES:
+        raise argparse.ArgumentTypeError(f"--n must be between 1 and {MAX_IMAGES}, got {value}")
     return value
 
 
@@ -45,12 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=_n_value, default=None, metavar="N|paper",
                    help="generations per prompt (default 16, a laptop's scale; 'paper': 500, as in Carlini et "
                         "al.)")
-    p.add_argument("--model", default="demo")
-    p.add_argument("--index", default="demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=DEMO, type=nonempty("a model: demo, a model folder or a .safetensors file"))
+    p.add_argument("--index", default=DEMO, type=nonempty("an index: demo or an index folder"))
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--steps", type=int)
     p.add_argument("--guidance", type=float)
-    p.add_argument("--casebook", required=True, help="where the candidates are recorded")
+    p.add_argument("--casebook", required=True, type=casebook_file,
+                   help="where the candidates are recorded (a new casebook is made in an existing folder only)")
+    add_timeout_option(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted scan of the same file")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, one object per distinct prompt (also when stopped: unfinished "
@@ -114,10 +119,19 @@ class _Progress:
 
 def run(args: argparse.Namespace) -> int:
     from inspector.scan import N_DEFAULT, ScanState, load_prompt_file, scan, scan_settings, unfinished_result
+    from inspector.session import InspectRequest
 
     n = args.n if args.n is not None else N_DEFAULT
     source = load_prompt_file(args.prompts, args.column)
     prompts = source.prompts
+    try:  # every number before a folder is made or the model loads
+        InspectRequest(prompt=prompts[0], n=n, seed=args.seed, steps=args.steps, guidance=args.guidance).validate()
+    except UserError as exc:
+        raise UserError(option_words(str(exc))) from None
+    from inspector.casebook import Casebook
+
+    with Casebook.open(args.casebook) as book:  # one that cannot be written, or is busy, is named before any work
+        book.check_writable()
     print(f"scan: {source.describe()}", file=sys.stderr)
     cancel = threading.Event()
     stopped_by: list[int] = []

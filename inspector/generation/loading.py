@@ -306,6 +306,18 @@ def _component_files(folder: Path, components: dict[str, tuple[str, str]]) -> di
     return out
 
 
+def _check_component_folders(folder: Path, components: dict[str, tuple[str, str]]) -> None:
+    """Refuse a model folder that lacks a component model_index.json lists (diffusers would fail deep inside
+    with an unrelated error, e.g. an OverflowError for a missing tokenizer)."""
+    missing = [name for name in components if not (folder / name).is_dir()]
+    if missing:
+        listed = ", ".join(f"{name!r} (no folder {folder / name})" for name in missing)
+        which = "its component" if len(missing) == 1 else "its components"
+        raise ModelLoadError(f"{folder}: {which} {listed} {'is' if len(missing) == 1 else 'are'} missing: "
+                             "restore the model folder from where it came from (model_index.json lists every "
+                             "component)")
+
+
 def _weight_files(folder: Path, components: dict[str, tuple[str, str]], allow_pickle: bool) -> list[Path]:
     """The weight files a load will read; refuses a component whose weights exist only as pickles."""
     weights: list[Path] = []
@@ -536,6 +548,7 @@ def _torch_dtype(name: str) -> Any:
 def _load_folder(src: _Source, dtype_name: str, allow_pickle: bool) -> tuple[Any, ModelIdentity]:
     index = _read_model_index(src.path)
     components = _components(src.path, index)
+    _check_component_folders(src.path, components)
     cls = _pipeline_class(src.path, index["_class_name"])
     weights = _weight_files(src.path, components, allow_pickle)
     if not weights:

@@ -348,6 +348,11 @@ class MainWindow(QMainWindow):
         request = InspectRequest(prompt=values["prompt"], negative_prompt=values["negative_prompt"],
                                  n=values["n"], seed=values["seed"], steps=values["steps"],
                                  guidance=values["guidance"], wen=values["wen"])
+        try:
+            request.validate()  # the same checks as the command line, before the model loads
+        except UserError as exc:
+            self.show_error(str(exc))
+            return
         self._remember()
         self.banner.hide()
         self.grid.source.clear()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from inspector.casebook import Casebook, is_casebook_file
-from inspector.errors import UserError
+from inspector.errors import UserError, write_failure
 from inspector.report.data import (
     ACTION_WORDS,
     HEATMAP_SIDE,
@@ -155,7 +155,7 @@ def export(
     except OSError as exc:
         for part, _ in parts:
             part.unlink(missing_ok=True)
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise write_failure(exc, out) from None
     except BaseException:
         for part, _ in parts:
             part.unlink(missing_ok=True)

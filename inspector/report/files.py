@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from inspector.errors import UserError
+from inspector.errors import UserError, write_failure
 from inspector.fileio import atomic_open, fsync_folder, publish, temporary_path, write_part
 
 __all__ = ["atomic_text_file", "exists_message", "publish_all", "temporary_path", "user_write_part"]
@@ -29,7 +29,7 @@ def atomic_text_file(path: Path, newline: str | None = None, overwrite: bool = T
     except FileExistsError:
         raise UserError(exists_message(path)) from None
     except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise write_failure(exc, path) from None
 
 
 def user_write_part(path: Path, data: bytes) -> Path:
@@ -37,7 +37,7 @@ def user_write_part(path: Path, data: bytes) -> Path:
     try:
         return write_part(path, data)
     except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise write_failure(exc, path) from None
 
 
 def publish_all(parts: list[tuple[Path, Path]], overwrite: bool) -> None:
@@ -62,7 +62,7 @@ def publish_all(parts: list[tuple[Path, Path]], overwrite: bool) -> None:
     except OSError as exc:
         failed = parts[len(done)][1]
         _undo(parts, done, overwrite)
-        raise UserError(f"cannot write {failed}: {exc.strerror or exc}") from None
+        raise write_failure(exc, failed) from None
     for folder in {target.parent for _, target in parts}:
         fsync_folder(folder)
 

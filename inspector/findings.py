@@ -156,6 +156,8 @@ class LabelEvent:
     hash: str
     undoes: int | None = None
     run_id: int | None = None  # the run this event belongs to ("record" in a run, "link", "run")
+    #: The hash of the same finding's previous event (GENESIS for its first); None before casebook version 5.
+    finding_prev_hash: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

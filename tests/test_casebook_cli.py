@@ -63,8 +63,30 @@ def test_label_appends_to_the_history_and_says_what_changed(casebook, capsys):
         assert b.get(2).notes == "copy of item 100" and b.get(2).reviewer == "ana"
 
 
+def test_a_label_without_a_reviewer_is_refused_and_nothing_is_labeled(casebook, capsys, monkeypatch):
+    monkeypatch.delenv("INSPECTOR_REVIEWER", raising=False)
+    before = casebook.read_bytes()
+    for reviewer in ([], ["--reviewer", "  "]):
+        assert main(["casebook", "label", str(casebook), "1", "memorized", *reviewer]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "a label needs a reviewer" in err and "--reviewer NAME" in err and "INSPECTOR_REVIEWER" in err
+        assert len(err.splitlines()) == 1
+    assert casebook.read_bytes() == before
+    with Casebook.open(casebook, readonly=True) as b:
+        assert b.get(1).label == "unlabeled" and len(b.label_history(1)) == 1
+
+
+def test_the_configured_reviewer_labels_when_none_is_given(casebook, capsys, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_REVIEWER", "Ana Lawyer")
+    assert main(["casebook", "label", str(casebook), "1", "memorized"]) == 0
+    assert "by Ana Lawyer" in capsys.readouterr().out
+    assert main(["casebook", "label", str(casebook), "1", "novel", "--reviewer", "bob"]) == 0  # the option wins
+    with Casebook.open(casebook, readonly=True) as b:
+        assert [e.reviewer for e in b.label_history(1)][1:] == ["Ana Lawyer", "bob"]
+
+
 def test_label_with_an_unknown_finding_or_label_exits_2(casebook, capsys):
-    assert main(["casebook", "label", str(casebook), "99", "novel"]) == 2
+    assert main(["casebook", "label", str(casebook), "99", "novel", "--reviewer", "ana"]) == 2
     assert "no finding 99" in capsys.readouterr().err
     assert main(["casebook", "label", str(casebook), "1", "copied"]) == 2
     assert main(["casebook", "label", str(casebook), "one", "novel"]) == 2
@@ -74,7 +96,7 @@ def test_label_on_a_read_only_casebook_exits_2_and_changes_nothing(casebook, cap
     casebook.chmod(stat.S_IRUSR)
     try:
         before = casebook.read_bytes()
-        assert main(["casebook", "label", str(casebook), "1", "novel"]) == 2
+        assert main(["casebook", "label", str(casebook), "1", "novel", "--reviewer", "ana"]) == 2
         assert "read-only" in capsys.readouterr().err
         assert casebook.read_bytes() == before
         assert main(["casebook", "list", str(casebook), "--json"]) == 0  # reading still works
@@ -173,7 +195,8 @@ def test_verify_exits_0_when_all_is_well_and_1_naming_each_tampered_finding(case
     assert "finding 2" not in out and "FAILED" in out
 
 
-@pytest.mark.parametrize("action", [["list"], ["label", "1", "novel"], ["export", "--format", "json", "--out", "x"],
+@pytest.mark.parametrize("action", [["list"], ["label", "1", "novel", "--reviewer", "ana"],
+                                    ["export", "--format", "json", "--out", "x"],
                                     ["verify"]])
 def test_every_action_on_a_missing_casebook_exits_2_and_creates_nothing(tmp_path, capsys, monkeypatch, action):
     monkeypatch.chdir(tmp_path)

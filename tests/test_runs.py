@@ -292,6 +292,9 @@ def _version_2_casebook(path) -> list[tuple]:
                      " image_sha256, created_at, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                      (*event.values(), prev, digest))
         prev = digest
+    # Each row carries what its events made it, as version 2 wrote them (verify recomputes reviewer and notes).
+    conn.execute("UPDATE findings SET reviewer = 'ana' WHERE id IN (1, 3)")
+    conn.execute("UPDATE findings SET notes = 'looked twice' WHERE id = 3")
     conn.execute("UPDATE casebook_info SET value = ? WHERE key = 'event_head'", (prev,))
     conn.execute("UPDATE casebook_info SET value = ? WHERE key = 'event_count'", (str(len(events)),))
     conn.execute("COMMIT")
@@ -315,7 +318,7 @@ def test_a_version_2_casebook_keeps_every_finding_and_event_and_verifies_after_m
     assert keys[1] is not None and keys[2] is None and keys[3] is None  # only the engine's record says enough
     with Casebook.open(path) as book:
         assert [f.id for f in book.findings()] == [1, 2, 3]
-        assert book.get(2).label == "unlabeled" and book.get(3).notes == ""  # as the old rows said
+        assert book.get(2).label == "unlabeled" and book.get(3).notes == "looked twice"  # as the old rows said
         run_id = book.start_run(kind="window", prompt="colourful squares", n_requested=1)
         assert book.record(generation(3, torch_threads=4), run_id=run_id) == 1  # the old finding, linked
         book.finish_run(run_id, n_finished=1, near_copies=1)

@@ -27,8 +27,11 @@ HASHED_FIELDS = (
 )
 
 
-#: Hashed too when not NULL (since casebook version 4): events written before it hash exactly as they did.
-OPTIONAL_HASHED_FIELDS = ("run_id",)
+#: Hashed too when not NULL, so that events written before a field existed hash exactly as they did:
+#: ``run_id`` since casebook version 4; ``finding_prev_hash`` since version 5 (the hash of the same finding's
+#: previous event, GENESIS for its first: each finding's events form their own chain inside the casebook's, so
+#: that removing any one of them names the finding).
+OPTIONAL_HASHED_FIELDS = ("run_id", "finding_prev_hash")
 
 
 def event_hash(prev_hash: str, event: Mapping[str, Any]) -> str:

@@ -26,7 +26,11 @@ ALL_LABELS = (*LABELS, UNLABELED)
 #: The event actions of casebook versions 1 to 3 (the CHECK of version 1's label_events).
 V1_EVENT_ACTIONS = ("record", "label", "undo", "note")
 #: Since version 4: "link" (a finding seen again by another run) and "run" (a run's record, no finding).
-EVENT_ACTIONS = (*V1_EVENT_ACTIONS, "link", "run")
+V4_EVENT_ACTIONS = (*V1_EVENT_ACTIONS, "link", "run")
+#: Since version 5: "reproduce" (a finding regenerated from its record: its outcome as JSON in ``note``).
+EVENT_ACTIONS = (*V4_EVENT_ACTIONS, "reproduce")
+#: The reviewer of the "note" events the upgrade to version 5 adds (see :func:`_v5_full_state`).
+UPGRADE_REVIEWER = "casebook upgrade to version 5"
 #: What started a run (``runs.kind``).
 RUN_KINDS = ("window", "inspect", "scan")
 
@@ -203,7 +207,7 @@ _V4_LABEL_EVENTS = f"""
     CREATE TABLE label_events (
         id INTEGER PRIMARY KEY,
         finding_id INTEGER REFERENCES findings(id),
-        action TEXT NOT NULL CHECK (action IN ({_sql_list(EVENT_ACTIONS)})),
+        action TEXT NOT NULL CHECK (action IN ({_sql_list(V4_EVENT_ACTIONS)})),
         label TEXT CHECK (label IN ({_sql_list(ALL_LABELS)})),
         previous_label TEXT,
         reviewer TEXT NOT NULL DEFAULT '',
@@ -321,6 +325,75 @@ def _fill_generation_keys(db: sqlite_utils.Database) -> None:
             db.execute("UPDATE findings SET generation_key = ? WHERE id = ?", [key, finding_id])
 
 
+#: The label_events table from version 5 on: the "reproduce" action, and ``finding_prev_hash`` (the hash of
+#: the same finding's previous event; NULL for events written before version 5 and for run events).
+_V5_LABEL_EVENTS = (_V4_LABEL_EVENTS.replace(f"({_sql_list(V4_EVENT_ACTIONS)})", f"({_sql_list(EVENT_ACTIONS)})")
+                    .replace("        run_id INTEGER REFERENCES runs(id),\n",
+                             "        run_id INTEGER REFERENCES runs(id),\n        finding_prev_hash TEXT,\n"))
+_V4_EVENT_COLUMNS = (*_V1_EVENT_COLUMNS, "run_id")
+
+
+def _v5_full_state(db: sqlite_utils.Database) -> None:
+    # Every field a person changes is in the hash chain: label and reviewer always were; from version 5 a
+    # finding's notes at recording are in its "record" event too, reproductions are events, and each finding's
+    # events chain among themselves (finding_prev_hash) and end at the hash findings.event_head keeps, so that
+    # removing any event of a finding names that finding.
+    columns = ", ".join(_V4_EVENT_COLUMNS)
+    db.executescript(_V5_LABEL_EVENTS.replace("CREATE TABLE label_events (", "CREATE TABLE label_events_v5 (")
+                     .replace("REFERENCES label_events(id)", "REFERENCES label_events_v5(id)") + ";")
+    db.execute(f"INSERT INTO label_events_v5 ({columns}) SELECT {columns} FROM label_events ORDER BY id")
+    db.executescript("""
+        DROP TRIGGER label_events_are_append_only_update;
+        DROP TRIGGER label_events_are_append_only_delete;
+        DROP TABLE label_events;
+        ALTER TABLE label_events_v5 RENAME TO label_events;
+        CREATE INDEX label_events_by_finding ON label_events(finding_id, id);
+        CREATE INDEX label_events_by_run ON label_events(run_id, id);
+        ALTER TABLE findings ADD COLUMN event_head TEXT;
+    """ + _EVENT_TRIGGERS)
+    _attest_recorded_notes(db)
+    db.execute("UPDATE findings SET event_head = (SELECT e.hash FROM label_events AS e WHERE e.finding_id ="
+               " findings.id ORDER BY e.id DESC LIMIT 1)")
+
+
+def _attest_recorded_notes(db: sqlite_utils.Database) -> None:
+    """Before version 5 a finding's notes given when it was recorded were not in its "record" event. Where the
+    events alone do not give a finding the notes it has, and no event of it ever set notes, append a "note"
+    event (reviewer :data:`UPGRADE_REVIEWER`) holding them, so that from now on verify checks them; a finding
+    whose notes disagree with an event that did set them is left for verify to report."""
+    from inspector.casebook.chain import GENESIS, event_hash
+    from inspector.casebook.verify import finding_states
+
+    states = finding_states(db.conn)
+    setters = {fid for (fid,) in db.execute(
+        "SELECT DISTINCT finding_id FROM label_events WHERE finding_id IS NOT NULL AND"
+        " (action = 'note' OR (action = 'label' AND note <> ''))")}
+    last = db.execute("SELECT id, hash FROM label_events ORDER BY id DESC LIMIT 1").fetchone()
+    last_id, last_hash = last if last else (0, GENESIS)
+    appended = 0
+    rows = db.execute("SELECT id, label, notes, image_sha256 FROM findings ORDER BY id").fetchall()
+    for fid, label, notes, image_sha in rows:
+        state = states.get(fid)
+        if state is None or (notes or "") == state.notes or fid in setters:
+            continue
+        own = db.execute("SELECT hash FROM label_events WHERE finding_id = ? ORDER BY id DESC LIMIT 1",
+                         [fid]).fetchone()
+        event = {"id": last_id + 1, "finding_id": fid, "action": "note", "label": label, "previous_label": label,
+                 "reviewer": UPGRADE_REVIEWER, "note": notes or "", "undoes": None, "image_sha256": image_sha,
+                 "created_at": utc_now(), "run_id": None, "finding_prev_hash": own[0] if own else GENESIS,
+                 "prev_hash": last_hash}
+        event["hash"] = event_hash(last_hash, event)
+        names = list(event)
+        db.execute(f"INSERT INTO label_events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                   [event[n] for n in names])
+        last_id, last_hash = event["id"], event["hash"]
+        appended += 1
+    if appended:
+        db.execute("UPDATE casebook_info SET value = ? WHERE key = 'event_head'", [last_hash])
+        db.execute("UPDATE casebook_info SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT) WHERE key ="
+                   " 'event_count'", [appended])
+
+
 #: Every migration, oldest first; version n brings the schema from n - 1 to n. Never edit a released one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "findings, neighbours, append-only label events, full-text search", _v1_initial_schema),
@@ -330,6 +403,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                  "source", _v3_index_identity),
     Migration(4, "runs: every inspection on the record, findings linked to their runs, run events in the chain;"
                  " one finding per generation (generation key)", _v4_runs),
+    Migration(5, "every field a person changes in the chain: notes at recording, reproductions, each finding's"
+                 " own chain of events and its newest event's hash", _v5_full_state),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -1,9 +1,11 @@
 """``verify``: is the casebook still the evidence it was when written?
 
-Checks ``PRAGMA integrity_check`` and ``foreign_key_check``, every stored image and thumbnail against its
-sha256, the label-event hash chain (each event's hash, its link to the one before, the recorded head), that
-each finding's current label is the one its last event gave it, that each run's record is the one its last
-"run" event holds, and that each link between a run and a finding has its event. Reads only.
+Checks ``PRAGMA integrity_check`` and ``foreign_key_check``, every stored image, thumbnail and compared pixels
+against its sha256, the label-event hash chain (each event's hash, its link to the one before, the recorded
+head and count; since version 5 also each finding's own chain of events and its recorded newest event), that
+each finding's current label, reviewer and notes are what its events make them (:func:`finding_states`), that
+each run's record is the one its last "run" event holds, and that each link between a run and a finding has its
+event. Reads only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.casebook import jsontext
-from inspector.casebook.chain import GENESIS, HASHED_FIELDS, event_hash
+from inspector.casebook.chain import GENESIS, HASHED_FIELDS, OPTIONAL_HASHED_FIELDS, event_hash
+from inspector.findings import UNLABELED
 
 #: The columns of a run's record, in the order its "run" events hash them (casebook version 4 on).
 RUN_COLUMNS = (
@@ -35,6 +38,55 @@ def run_state(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
 def run_note(state: dict[str, Any]) -> str:
     """The note of a "run" event: the run's record as canonical JSON."""
     return jsontext.canonical(state).decode("utf-8")
+
+
+@dataclass
+class FindingState:
+    """What a finding's events make of it: its label, reviewer and notes (the fields a person changes)."""
+
+    label: str = UNLABELED
+    reviewer: str = ""
+    notes: str = ""
+    #: (event id, reviewer) of each label change not taken back, oldest first: what "undo" returns to.
+    changes: list[tuple[int, str]] = field(default_factory=list)
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Replay one event, as :class:`~inspector.casebook.Casebook` applies it when it writes it.
+
+        record: the label, reviewer and notes it was recorded with (since version 5 the notes are in the
+        event; the upgrade to version 5 added a "note" event for earlier findings recorded with notes);
+        label: the new label and its reviewer, and its note when not empty; undo: the label before the change
+        taken back, and the reviewer of the change now in force ("" for none); note: the notes; link,
+        reproduce: nothing.
+        """
+        action = event["action"]
+        reviewer, note = event.get("reviewer") or "", event.get("note") or ""
+        if action == "record":
+            self.label, self.reviewer, self.notes = event["label"], reviewer, note
+            if event["label"] != UNLABELED:
+                self.changes.append((event["id"], reviewer))
+        elif action == "label":
+            self.label, self.reviewer = event["label"], reviewer
+            self.notes = note or self.notes
+            self.changes.append((event["id"], reviewer))
+        elif action == "undo":
+            self.label = event["label"]
+            if self.changes:
+                self.changes.pop()
+            self.reviewer = self.changes[-1][1] if self.changes else ""
+        elif action == "note":
+            self.notes = note
+
+
+def finding_states(conn: sqlite3.Connection) -> dict[int, FindingState]:
+    """Each finding's label, reviewer and notes as its events (in chain order) make them."""
+    states: dict[int, FindingState] = {}
+    rows = conn.execute("SELECT id, finding_id, action, label, reviewer, note FROM label_events"
+                        " WHERE finding_id IS NOT NULL ORDER BY id")
+    for eid, fid, action, label, reviewer, note in rows:
+        states.setdefault(fid, FindingState()).apply(
+            {"id": eid, "action": action, "label": label, "reviewer": reviewer, "note": note})
+    return states
 
 
 @dataclass(frozen=True)
@@ -78,7 +130,8 @@ class VerifyReport:
 
     def summary(self) -> str:
         """One line in plain words."""
-        checked = (f"{self.findings_checked} findings, {self.runs_checked} runs, {self.images_checked} images and"
+        runs = f"{self.runs_checked} run{'' if self.runs_checked == 1 else 's'}"
+        checked = (f"{self.findings_checked} findings, {runs}, {self.images_checked} images and"
                    f" {self.events_checked} label events")
         if self.ok:
             return f"all is well: {checked} checked, SQLite integrity check ok"
@@ -159,10 +212,14 @@ def _check_images(conn: sqlite3.Connection, report: VerifyReport) -> dict[int, s
 
 
 def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images: dict[int, str]) -> None:
-    columns = ", ".join((*HASHED_FIELDS, "run_id"))
+    optional = [c for c in OPTIONAL_HASHED_FIELDS if c in _columns(conn, "label_events")]
+    columns = ", ".join((*HASHED_FIELDS, *optional))
     rows = conn.execute(f"SELECT {columns}, prev_hash, hash FROM label_events ORDER BY id")
-    names = [*HASHED_FIELDS, "run_id", "prev_hash", "hash"]
+    names = [*HASHED_FIELDS, *optional, "prev_hash", "hash"]
     last_label: dict[int, str] = {}
+    states: dict[int, FindingState] = {}
+    finding_last: dict[int, str] = {}  # finding id -> the hash of its newest event so far
+    previous_id = 0
     run_notes: dict[int, str] = {}  # run id -> the note of its last "run" event
     links: set[tuple[int, int]] = set()  # (run id, finding id) of each "record" or "link" event in a run
     prev_stored = GENESIS
@@ -172,11 +229,20 @@ def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images
         fid = event["finding_id"]
         eid = event["id"]
         if event["prev_hash"] != prev_stored:
+            gap = f" (label events {previous_id + 1} to {eid - 1} are missing)" if eid > previous_id + 1 else ""
             report.problems.append(Problem(fid, f"label event {eid} does not follow the event before it"
-                                                " (an earlier event was changed or removed)"))
+                                                f" (an earlier event was changed or removed){gap}"))
         if event_hash(event["prev_hash"], event) != event["hash"]:
             report.problems.append(Problem(fid, f"label event {eid} was changed after it was written"))
         prev_stored = event["hash"]
+        previous_id = eid
+        if fid is not None:
+            own = event.get("finding_prev_hash")
+            if own is not None and own != finding_last.get(fid, GENESIS):
+                report.problems.append(Problem(fid, f"label event {eid} does not follow this finding's previous"
+                                                    " event (an event of this finding was removed or changed)"))
+            finding_last[fid] = event["hash"]
+            states.setdefault(fid, FindingState()).apply(event)
         if event["action"] == "run":
             run_notes[event["run_id"]] = event["note"]
             continue
@@ -197,12 +263,35 @@ def _check_events(conn: sqlite3.Connection, report: VerifyReport, finding_images
         last_label[fid] = event["label"]
     _check_head(conn, report, prev_stored)
     _check_runs(conn, report, run_notes, links)
-    for fid, label in conn.execute("SELECT id, label FROM findings ORDER BY id"):
+    has_head = "event_head" in _columns(conn, "findings")
+    head_column = "event_head" if has_head else "NULL"
+    for fid, label, reviewer, notes, head in conn.execute(
+            f"SELECT id, label, reviewer, notes, {head_column} FROM findings ORDER BY id"):
         if fid not in last_label:
             report.problems.append(Problem(fid, "the finding has no label events (its history was removed)"))
-        elif label != last_label[fid]:
+            continue
+        if label != last_label[fid]:
             report.problems.append(Problem(fid, f"its label is '{label}' but its last label event says"
                                                 f" '{last_label[fid]}'"))
+        state = states[fid]
+        if (reviewer or "") != state.reviewer:
+            report.problems.append(Problem(fid, f"its reviewer is {reviewer!r} but its label events say"
+                                                f" {state.reviewer!r} (changed outside the inspector)"))
+        if (notes or "") != state.notes:
+            report.problems.append(Problem(fid, f"its notes are {_quote(notes)} but its events say"
+                                                f" {_quote(state.notes)} (changed outside the inspector)"))
+        if has_head and head != finding_last.get(fid):
+            report.problems.append(Problem(fid, "its newest event is not the one recorded with it (an event of"
+                                                " this finding was removed, or the record was changed)"))
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _quote(text: str | None, width: int = 60) -> str:
+    text = text or ""
+    return repr(text if len(text) <= width else text[: width - 1] + "\u2026")
 
 
 def _check_head(conn: sqlite3.Connection, report: VerifyReport, last_hash: str) -> None:

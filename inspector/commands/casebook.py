@@ -11,9 +11,10 @@ import argparse
 from pathlib import Path
 
 from inspector.commands import add_timeout_option, finding_id, print_json, run_id
+from inspector.findings import LABELS, UNLABELED
 
-LABEL_CHOICES = ("memorized", "likeness-only", "novel")
-LIST_LABEL_CHOICES = (*LABEL_CHOICES, "unlabeled")
+LABEL_CHOICES = LABELS
+LIST_LABEL_CHOICES = (*LABELS, UNLABELED)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,11 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Label a finding. The old label stays in its history; the new one is a new event."))
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
     a.add_argument("finding_id", type=finding_id, metavar="FINDING_ID", help="the finding's id (see casebook list)")
-    a.add_argument("label", choices=LABEL_CHOICES, metavar="memorized|likeness-only|novel",
+    a.add_argument("label", choices=LABEL_CHOICES, metavar="|".join(LABELS),
                    help="memorized: a near copy of a training image; likeness-only: the same subject, no near"
                         " copy; novel: neither")
     a.add_argument("--note", default="", metavar="TEXT", help="why; becomes the finding's notes")
-    a.add_argument("--reviewer", default="", metavar="NAME", help="who is labeling")
+    a.add_argument("--reviewer", default=None, metavar="NAME",
+                   help="who is labeling (required: a label is a person's judgement; default $INSPECTOR_REVIEWER)")
     add_timeout_option(a)
     a.set_defaults(func=run_label)
 
@@ -84,6 +86,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
     add_timeout_option(a)
     a.set_defaults(func=run_verify)
+
+    _add_reproduce(actions)
+
+
+def _add_reproduce(actions: argparse._SubParsersAction) -> None:
+    a = actions.add_parser("reproduce", help="regenerate a finding from its record and record the outcome",
+                           description=(
+                               "Regenerate a finding from the provenance in its stored image, compare the pixels"
+                               " and put the outcome on the record (a 'reproduce' event in the hash chain: time,"
+                               " machine, versions, maximum pixel difference, pixel hash), which reports list."
+                               " Exit 0 when the pixels match, 1 when they do not, 2 when it cannot run."))
+    a.add_argument("file", type=Path, metavar="FILE", help="the casebook (.db)")
+    a.add_argument("finding_id", type=finding_id, metavar="FINDING_ID", help="the finding's id (see casebook list)")
+    a.add_argument("--model", metavar="SRC", help="another copy of the model (default: the one the record names)")
+    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    a.add_argument("--reviewer", default=None, metavar="NAME",
+                   help="who reproduced it (default $INSPECTOR_REVIEWER)")
+    a.add_argument("--json", action="store_true", help="print the recorded outcome as one JSON object")
+    a.set_defaults(func=run_reproduce)
 
 
 def _open(path: Path, readonly: bool = True):
@@ -140,7 +161,20 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reviewer(given: str | None) -> str:
+    from inspector.evidence import default_reviewer
+
+    return (given or "").strip() or default_reviewer()
+
+
 def run_label(args: argparse.Namespace) -> int:
+    from inspector.errors import UserError
+    from inspector.evidence import REVIEWER_ENV
+
+    args.reviewer = _reviewer(args.reviewer)
+    if not args.reviewer:
+        raise UserError(f"a label needs a reviewer: pass --reviewer NAME, or set {REVIEWER_ENV}=NAME once (for"
+                        " example in your shell profile); nothing was labeled")
     with _open(args.file, readonly=False) as book:
         event = book.label(args.finding_id, args.label, reviewer=args.reviewer, note=args.note)
     who = f" by {_printable(event.reviewer)}" if event.reviewer else ""
@@ -168,3 +202,19 @@ def run_verify(args: argparse.Namespace) -> int:
         print(_printable(str(problem)))
     print(("ok: " if report.ok else "FAILED: ") + report.summary())
     return 0 if report.ok else 1
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    from inspector.evidence import reproduce_finding
+
+    with _open(args.file) as book:  # a missing casebook or finding fails here, before any model is loaded
+        book.summary(args.finding_id)
+    done = reproduce_finding(args.file, args.finding_id, model=args.model, device=args.device,
+                             reviewer=_reviewer(args.reviewer))
+    if args.json:
+        print_json({"finding_id": done.finding_id, "event_id": done.event.id if done.event else None,
+                    "event_hash": done.event.hash if done.event else None, **done.evidence})
+    else:
+        print(_printable(done.summary()))
+        print(f"pixel hash (sha256 of the raw RGB bytes) {done.evidence['pixels_sha256']}")
+    return 0 if done.result.match else 1

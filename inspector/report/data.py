@@ -13,26 +13,39 @@ import base64
 import hashlib
 import io
 import json
-import platform
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from inspector import __version__, heatmap, metrics
+from inspector import findings, heatmap, metrics
 from inspector.casebook import Casebook, VerifyReport, model_identity, verdict_neighbour
 from inspector.errors import UserError
 from inspector.extraction import BORDERLINE_MARGIN
 from inspector.fileio import sha256_file as file_sha256
-from inspector.findings import LABELS, UNLABELED, Finding, FindingSummary, LabelEvent, Neighbour
+from inspector.findings import (
+    LABELS,
+    UNLABELED,
+    Finding,
+    FindingSummary,
+    LabelEvent,
+    Neighbour,
+    label_meaning,
+)
 from inspector.images import as_uint8, canonical
-from inspector.provenance import PIXELS_RULE, PIXELS_RULE_SIZED, recorded_pixels_rule, rgb_sha256
+from inspector.provenance import (
+    PIXELS_RULE,
+    PIXELS_RULE_SIZED,
+    library_versions,
+    recorded_pixels_rule,
+    rgb_sha256,
+)
 from inspector.roles import RoleWords, describe_index, origin_words, role_of, role_words
+from inspector.timestamps import format_time, parse_time
 
 #: Side of the heatmaps of findings recorded before the compared pixels were kept (drawn from thumbnails).
 HEATMAP_SIDE = 128
@@ -41,12 +54,6 @@ HEATMAP_VMAX = 0.5
 #: Largest value on the tile-grid colour scale (tile l2 in [0, 1]).
 TILE_VMAX = 0.5
 
-LABEL_WORDS = {
-    "memorized": "Memorized: a near copy of a training image",
-    "likeness-only": "Likeness only: the same subject as training images, but no near copy",
-    "novel": "Novel: neither a copy nor a likeness",
-    UNLABELED: "Not labeled yet",
-}
 ACTION_WORDS = {
     "record": "recorded", "label": "labeled", "undo": "undid a label change", "note": "changed the notes",
     "link": "made again by another run", "reproduce": "reproduced", "run": "run record",
@@ -63,12 +70,17 @@ PIXEL_HASH_WORDS = (
 
 
 def label_words(label: str, role: str | None = None) -> str:
-    """A label in words, naming what the generation was compared with (the index's role)."""
+    """A label in words, naming what the generation was compared with (the index's role): "Memorized: a near
+    copy of a training image"; "Not labeled yet"."""
     words = role_words(role)
-    return {
-        "memorized": f"Memorized: a near copy of {words.a_image}",
-        "likeness-only": f"Likeness only: the same subject as {words.images}, but no near copy",
-    }.get(label) or LABEL_WORDS.get(label, label)
+    meaning = label_meaning(label, words.image, words.images)
+    if label == UNLABELED:
+        return meaning[:1].upper() + meaning[1:]
+    return f"{findings.LABEL_WORDS[label]}: {meaning}" if meaning else label
+
+
+#: Each label in words for a training index (:func:`label_words`).
+LABEL_WORDS = {label: label_words(label) for label in (*LABELS, UNLABELED)}
 
 
 # --- choosing what to export ----------------------------------------------------------------------------------
@@ -103,15 +115,12 @@ class Selection:
         """
         if not self.since:
             return None
-        text = self.since.strip()
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            moment = parse_time(self.since)  # without a zone: the person's own
         except ValueError:
             raise UserError(f"--since {self.since!r} is not a date: write it as 2026-11-01 or"
                             " 2026-11-01T09:30 (local time) or 2026-11-01T08:30Z (UTC)") from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # the person's own zone
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_time(moment)
 
     def words(self) -> list[str]:
         """Each filter in words, for the cover and the manifest ("every finding" when none)."""
@@ -699,23 +708,8 @@ class ReportData:
 
 def tool_versions(extra: Sequence[str] = ()) -> dict[str, str]:
     """The inspector's and its libraries' versions that wrote this report (without importing torch)."""
-    from importlib import metadata
-
-    out = {"memorization-inspector": __version__, "python": platform.python_version(),
-           "platform": platform.platform(terse=True), "sqlite": sqlite3.sqlite_version}
-    for name in ("numpy", "pillow", "jinja2", "sqlite-utils", "scikit-image", "cryptography", *extra):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def chain_head(casebook: Casebook) -> tuple[str, int]:
-    """The label-event chain's head hash and event count, as the casebook records them."""
-    info = dict(casebook.db.conn.execute(
-        "SELECT key, value FROM casebook_info WHERE key IN ('event_head', 'event_count')").fetchall())
-    return str(info.get("event_head") or ""), int(info.get("event_count") or 0)
+    return library_versions(("platform", "sqlite", "numpy", "pillow", "jinja2", "sqlite-utils", "scikit-image",
+                             "cryptography", *extra))
 
 
 def _casebook_file(casebook: Casebook) -> tuple[str, str | None, str]:
@@ -738,7 +732,7 @@ def _exported_at() -> tuple[str, str]:
     now = datetime.now().astimezone()
     offset = now.strftime("%z")
     local = f"{now.strftime('%Y-%m-%d %H:%M:%S')} {now.tzname()} (UTC{offset[:3]}:{offset[3:]})"
-    return local, now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return local, format_time(now)
 
 
 def gather(casebook: Casebook, selection: Selection | None = None, options: ReportOptions | None = None,
@@ -757,7 +751,7 @@ def gather(casebook: Casebook, selection: Selection | None = None, options: Repo
     summaries = selection.summaries(casebook)
     check = casebook.verify()
     name, sha, note = _casebook_file(casebook)
-    head, events = chain_head(casebook)
+    head, events = casebook.chain_head()
     searched = _indexes(casebook, summaries)
     roles = {i.get("role") or "training" for i in searched}
     role = (next(iter(roles)) if len(roles) == 1 else None) if roles else "training"

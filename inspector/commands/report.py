@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--key", type=Path, metavar="KEY.pub",
                    help="the signer's public key (.pub, or an allowed_signers line): the export must be signed"
                         " with it")
+    a.add_argument("--casebook", type=Path, metavar="FILE",
+                   help="also check that this casebook still holds the label chain the export was made from"
+                        " (none of its events removed or rewritten since) and passes casebook verify")
     a.add_argument("--json", action="store_true", help="print one JSON object: ok, passed, failed, warnings")
     a.set_defaults(func=run_verify)
 
@@ -35,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     from inspector.report.seal import verify_export
 
-    check = verify_export(args.export, key=args.key)
+    check = verify_export(args.export, key=args.key, casebook=args.casebook)
     if args.json:
         print_json(check.as_dict())
         return 0 if check.ok else 1

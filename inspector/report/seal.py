@@ -111,8 +111,12 @@ class SealCheck:
                 "exported_at": self.manifest.get("exported_at")}
 
 
-def verify_export(export: str | Path, key: str | Path | None = None) -> SealCheck:
+def verify_export(export: str | Path, key: str | Path | None = None, casebook: str | Path | None = None) -> SealCheck:
     """Check an export against its manifest, and its signatures when there are any (or ``key`` asks for them).
+
+    With ``casebook``, also check that this casebook still holds the label-event chain the export was made from
+    (its event number ``chain_events`` has the hash ``chain_head``: later events may follow, none may be gone)
+    and that it passes ``casebook verify``.
 
     Raises
     ------
@@ -142,7 +146,37 @@ def verify_export(export: str | Path, key: str | Path | None = None) -> SealChec
     check.manifest = manifest
     _check_signatures(check, export, raw_manifest, trusted)
     _check_bytes(check, export)
+    if casebook is not None:
+        _check_casebook(check, Path(casebook))
     return check
+
+
+def _check_casebook(check: SealCheck, path: Path) -> None:
+    """Does the casebook still hold the chain the export names? (An anchor outside the file: removing the
+    newest events and rewriting the recorded head inside the casebook cannot hide from it.)"""
+    from inspector.casebook import Casebook
+
+    recorded = check.manifest.get("casebook") or {}
+    head, events = recorded.get("chain_head"), recorded.get("chain_events")
+    with Casebook.open(path, create=False, readonly=True) as book:
+        now_head, now_events = book.chain_head()
+        at = book.event_hash_at(int(events)) if isinstance(events, int) and events > 0 else None
+        report = book.verify()
+    if not isinstance(events, int) or not head:
+        check.failed.append("the manifest names no label-chain head to compare the casebook with")
+    elif events == 0 or at == head:
+        later = now_events - events
+        check.passed.append(f"{path.name} still holds the label chain the export was made from (event {events} is"
+                            f" {head})" + (f"; {later} events were added since" if later > 0 else ""))
+    else:
+        check.failed.append(f"{path.name} no longer holds the label chain the export was made from: its event"
+                            f" {events} is {at or 'missing'}, the export names {head} (events were removed or"
+                            f" rewritten since; the casebook now ends at event {now_events}, {now_head})")
+    if report.ok:
+        check.passed.append(f"{path.name}: {report.summary()}")
+    else:
+        names = ", ".join(str(i) for i in report.failing_findings) or "the file as a whole"
+        check.failed.append(f"{path.name} fails casebook verify ({names}): {report.summary()}")
 
 
 def _check_signatures(check: SealCheck, export: Path, raw_manifest: bytes, trusted: bytes | None) -> None:

@@ -519,6 +519,12 @@ class InspectorModel:
         self.heatmap_mode = mode
         self.events.heatmap_mode.emit(mode)
 
+    def redraw(self, view: str) -> None:
+        """Draw the selected finding's heatmaps of ``view`` again."""
+        item = self.target(view)
+        if item is not None:
+            self._request_views(view, item)
+
     def _request_views(self, view: str, item: Inspected) -> None:
         """Draw ``item``'s heatmaps off the UI thread; a result for an item no longer selected is dropped."""
         self._view_requests[view] += 1

@@ -307,9 +307,9 @@ def test_the_window_shows_an_exact_copy_at_0_with_its_size_order_and_heatmaps(qt
     try:
         coffee = skimage.data.coffee()
         item = inspected(coffee, coffee_index.query(coffee)[0])
-        win._request = InspectRequest(prompt="a cup of coffee", n=1)
+        run = win.model.start_run(InspectRequest(prompt="a cup of coffee", n=1))
         with qtbot.waitSignal(win.views_shown, timeout=60_000):
-            win._on_result(item)  # the generation arrives as from a run, and is selected
+            win.model.add_result(run.number, item)  # the generation arrives as from a run, and is selected
         assert win.strip.values == [0.0]  # an exact copy stays at 0, left of the 0.15 line
         assert win.strip.summary_text().startswith("1 of 1 near copies")
         assert "ordered by tiled l2" in win.comparison.mode_label.text()

@@ -117,17 +117,20 @@ def test_h_cycles_the_heatmaps(qtbot, window):
     assert modes == ["pixel", "tiles", "ssim", "none"]
 
 
-def test_a_stale_heatmap_result_is_dropped(qtbot, window):
+def test_clicking_two_generations_quickly_shows_the_heatmaps_of_the_second(qtbot, window):
+    import numpy as np
+
+    from inspector.session import neighbour_views
+
     generate(qtbot, window, MEMORIZED_PROMPT, n=2)
     items = window.grid.source.items()
     window.show_item(items[0])
-    stale = window._view_request
-    window.show_item(items[1])
     with qtbot.waitSignal(window.views_shown, timeout=60_000):
-        pass
-    sentinel = [{"none": None}]
-    window._on_views(stale, sentinel)  # arrives late: must not replace the current views
-    assert window.comparison.cards[0]._views is not sentinel[0]
+        window.show_item(items[1])  # before the first one's heatmaps are drawn: those are dropped
+    expected = neighbour_views(items[1].index_source, items[1])
+    shown = window.comparison.cards[0]._views
+    assert window.model.selected is items[1]
+    assert all(np.array_equal(shown[mode], expected[0][mode]) for mode in expected[0])
 
 
 def test_the_ui_thread_never_stalls_while_8_images_generate(qtbot, window, record_property):

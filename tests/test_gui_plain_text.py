@@ -112,7 +112,8 @@ def test_casebook_rows_notes_and_the_finding_message_show_markup_literally(qtbot
     with Casebook.open(tmp_path / "casebook.db") as book:
         fid = book.record(make_finding(1, prompt=FAKE_VERDICT, captions=(LOCAL_IMAGE,) * 4))
         book.label(fid, "novel", reviewer="<b>ana</b>", note=LOCAL_IMAGE)
-    window.tabs.setCurrentIndex(1)  # refreshes the table
+    with qtbot.waitSignal(window.casebook_shown, timeout=30_000):
+        window.tabs.setCurrentIndex(1)  # reads the casebook again
     tab = window.casebook_tab
     assert tab.model.rowCount() == 1
     columns = {name: tab.model.index(0, k) for k, name in enumerate(COLUMNS)}
@@ -120,7 +121,8 @@ def test_casebook_rows_notes_and_the_finding_message_show_markup_literally(qtbot
         assert columns[column].data(Qt.ItemDataRole.DisplayRole) == text  # item views draw DisplayRole as text
         tip = columns[column].data(Qt.ItemDataRole.ToolTipRole)
         assert shown(tip) == text and text not in tip
-    window.open_finding(fid)
+    with qtbot.waitSignal(window.finding_shown, timeout=30_000):
+        window.open_finding(fid)
     assert tab.message.textFormat() == PLAIN
     assert tab.message.text() == f"Finding #{fid}: label novel; reviewer <b>ana</b>; notes: {LOCAL_IMAGE}"
     assert_literal(tab.comparison.cards[0].caption, f"“{LOCAL_IMAGE}”")

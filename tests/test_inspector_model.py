@@ -377,3 +377,23 @@ def test_a_dropped_path_is_recognised_as_a_model_an_index_or_a_casebook(tmp_path
     assert model.open_path(tmp_path / "index") == "index" and model.index_source == str(tmp_path / "index")
     assert model.open_path(path) == "casebook" and model.casebook_path == str(path)
     assert model.recent["casebook"][0] == str(path)
+
+
+def test_heatmaps_that_arrive_after_the_person_moved_on_are_dropped(path):
+    jobs = []
+
+    def later(work, done, failed, serial=False):  # the window's workers: results come back when they come
+        jobs.append((work, done, failed))
+
+    model = InspectorModel(path, executor=later)
+    started = model.start_run(InspectRequest(prompt="a lighthouse", n=2))
+    a, b = generation("a lighthouse", 0, 0.3), generation("a lighthouse", 1, 0.4)
+    for item in (a, b):
+        item.index_source = None  # draw from the neighbours' own pixels
+        model.add_result(started.number, item)
+    model.select(b)
+    heard = Heard(model)
+    for work, done, _failed in reversed(jobs):  # b's heatmaps first, then a's late result
+        done(work())
+    shown = [args[1] for n, args in heard.log if n == "views_ready"]
+    assert shown == [b]

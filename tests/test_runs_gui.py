@@ -74,11 +74,13 @@ def test_a_window_run_of_8_leaves_a_run_and_8_unlabeled_generations_in_the_caseb
         assert [e.action for e in book.label_history(labeled.finding_id)] == ["record", "label"]
         assert book.verify().ok
 
-    window.tabs.setCurrentIndex(1)  # the Casebook tab lists the run in words and filters by it
+    with qtbot.waitSignal(window.casebook_shown, timeout=30_000):
+        window.tabs.setCurrentIndex(1)  # the Casebook tab lists the run in words and filters by it
     tab = window.casebook_tab
     assert tab.runs_model.rowCount() == 1
     assert tab.runs_model.index(0, 4).data().startswith(f"{PROMPT}: 8 generated")
-    tab.runs_table.selectRow(0)
+    with qtbot.waitSignal(window.casebook_shown, timeout=30_000):
+        tab.runs_table.selectRow(0)
     assert tab.run_id == run.id and tab.model.rowCount() == 8
 
 

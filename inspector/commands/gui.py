@@ -23,7 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="number of images for --screenshot (default 16)")
     # The window's seed box holds a 32-bit number.
     p.add_argument("--seed", type=whole_number(0, 2**31 - 1, "the seed"), help="first seed for --screenshot (default 0)")
+    p.add_argument("--size", type=window_size, metavar="WxH",
+                   help="the window's size in pixels, e.g. 1366x768 (default: as last left, else to fit the screen)")
     p.set_defaults(func=run)
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """An argparse type: WIDTHxHEIGHT in pixels, each 320 .. 16384."""
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels, e.g. 1366x768, got {text!r}")
+    w, h = (int(p) for p in parts)
+    if not (320 <= w <= 16384 and 320 <= h <= 16384):
+        raise argparse.ArgumentTypeError(f"must be between 320 and 16384 pixels each way, got {w}x{h}")
+    return w, h
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,4 +56,4 @@ def run(args: argparse.Namespace) -> int:
     from inspector.gui.app import run_gui
 
     return run_gui(model=args.model, index=args.index, casebook=args.casebook, screenshot=args.screenshot,
-                   prompt=args.prompt, n=args.n, seed=args.seed)
+                   prompt=args.prompt, n=args.n, seed=args.seed, size=args.size)

@@ -38,9 +38,12 @@ def application() -> QApplication:
 
 def run_gui(model: str | None = None, index: str | None = None, casebook: str | None = None,
             screenshot: str | None = None, prompt: str | None = None, n: int | None = None,
-            seed: int | None = None, timeout_s: float = 900) -> int:
+            seed: int | None = None, timeout_s: float = 900, size: tuple[int, int] | None = None) -> int:
     """Open the main window; with ``screenshot`` run one generation of ``prompt``, select the first
-    generation, save a PNG of the whole window and return 0 (1 if the run failed, 2 for bad input)."""
+    generation, save a PNG of the whole window and return 0 (1 if the run failed, 2 for bad input).
+
+    ``size``: the window's (width, height) in pixels; by default it is as last left, or fits the screen (for a
+    screenshot: the screen's available area, so that a 1366 x 768 display shows what a laptop shows)."""
     if screenshot is not None:
         if not prompt:
             raise UserError("--screenshot needs --prompt TEXT")
@@ -52,6 +55,13 @@ def run_gui(model: str | None = None, index: str | None = None, casebook: str | 
     from inspector.gui.main_window import MainWindow
 
     win = MainWindow(model, index, casebook, settings=make_settings())
+    if size is not None:
+        win.resize(*size)
+    elif screenshot is not None:
+        screen = app.primaryScreen()
+        if screen is not None:
+            area = screen.availableGeometry()
+            win.resize(area.width(), area.height())
     win.show()
     if screenshot is None:
         return app.exec()

@@ -101,6 +101,7 @@ class NeighbourCard(QFrame):
         self.title.setText(f"nearest {self.rank}")
         self.title.setStyleSheet(
             "font-weight: bold; color: %s" % ("#c82828" if nb.tiled_l2 <= THRESHOLD else "palette(text)"))
+        thumbnail_png = thumbnail_png or getattr(nb, "thumbnail_png", None)  # a casebook keeps its bytes
         if thumbnail_png:
             self.picture.setPixmap(scaled_pixmap(qimage_from_png(thumbnail_png), self.SIDE))
         elif nb.thumbnail:
@@ -149,7 +150,12 @@ class ComparisonPanel(QWidget):
         self.searched.setMaximumWidth(self.GEN_SIDE)
         self.role: str | None = None
         self.mode_label = QLabel()
+        self.mode_label.setWordWrap(True)
         self.legend = QLabel()
+        self.note = PlainLabel()  # why the pictures are thumbnails, when they are
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #8a5a00")
+        self.note.setVisible(False)
         left_box = QWidget()
         left_box.setFixedWidth(self.GEN_SIDE + 8)
         left = QVBoxLayout(left_box)
@@ -170,15 +176,16 @@ class ComparisonPanel(QWidget):
         head.addWidget(self.legend)
         right = QVBoxLayout()
         right.addLayout(head)
+        right.addWidget(self.note)
         right.addLayout(grid)
         lay = QHBoxLayout(self)
         lay.addWidget(left_box)
         lay.addLayout(right, 1)
-        self.setMinimumHeight(440)
         self._update_mode_label()
 
     def clear(self) -> None:
         self.generation.clear()
+        self.set_note("")
         self.gen_title.setText("Select a generation")
         self.verdict.setText("")
         self.details.setText("")
@@ -188,6 +195,7 @@ class ComparisonPanel(QWidget):
             card.clear()
 
     def show_generation(self, item, thumbnails: list[bytes | None] | None = None) -> None:
+        self.set_note("")
         self.generation.setPixmap(scaled_pixmap(qimage_from_array(item.image), self.GEN_SIDE))
         self.gen_title.setText(f"seed {item.seed}" + (f" · finding #{item.finding_id}" if item.finding_id else ""))
         s = item.suggestion
@@ -219,10 +227,17 @@ class ComparisonPanel(QWidget):
             else:
                 card.clear()
 
-    def set_views(self, views: list[dict]) -> None:
-        for card, v in zip(self.cards, views, strict=False):
+    def set_views(self, views: list[dict] | None, note: str = "") -> None:
+        """The neighbours' pictures and heatmaps (None: keep the thumbnails shown), with ``note`` saying why
+        there are none."""
+        for card, v in zip(self.cards, views or [], strict=False):
             card.set_views(v)
+        self.set_note(note)
         self.show_mode(self.mode)
+
+    def set_note(self, note: str) -> None:
+        self.note.setText(f"Note: {note}" if note else "")
+        self.note.setVisible(bool(note))
 
     def cycle_mode(self) -> str:
         self.mode = HEATMAP_MODES[(HEATMAP_MODES.index(self.mode) + 1) % len(HEATMAP_MODES)]

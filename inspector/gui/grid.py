@@ -12,10 +12,12 @@ from inspector.findings import LABEL_WORDS, UNLABELED
 from inspector.gui.images import qimage_from_array
 from inspector.gui.plain import plain_tooltip
 from inspector.gui.style import VERDICT_COLOURS, VERDICT_WORDS
+from inspector.inspector_model import grid_sort_key
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 NearestRole = Qt.ItemDataRole.UserRole + 2
 PositionRole = Qt.ItemDataRole.UserRole + 3
+PendingRole = Qt.ItemDataRole.UserRole + 4  # a label is on its way to the casebook
 CELL = 132
 THUMB = 112
 
@@ -27,6 +29,7 @@ class GenerationModel(QAbstractListModel):
         super().__init__(parent)
         self._items: list[Any] = []
         self._images: list[QImage] = []
+        self.is_pending = lambda _item: False  # the window passes InspectorModel.is_pending
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._items)
@@ -43,6 +46,8 @@ class GenerationModel(QAbstractListModel):
             return item.nearest_tiled_l2
         if role == PositionRole:
             return item.position
+        if role == PendingRole:
+            return self.is_pending(item)
         if role == Qt.ItemDataRole.DisplayRole:
             return f"seed {item.seed}"
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -65,7 +70,9 @@ class GenerationModel(QAbstractListModel):
         self.endInsertRows()
 
     def item_changed(self, item) -> None:
-        row = self._items.index(item)
+        row = next((k for k, i in enumerate(self._items) if i is item), None)
+        if row is None:  # not in this run (a finding of the Casebook view)
+            return
         idx = self.index(row)
         self.dataChanged.emit(idx, idx)
 
@@ -104,37 +111,38 @@ class GenerationDelegate(QStyledItemDelegate):
             text += f" {item.nearest_tiled_l2:.2f}"
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
         caption = QRect(rect.left(), pic.bottom() + 2, rect.width(), 16)
-        font.setBold(item.label != "unlabeled")
+        font.setBold(item.label != UNLABELED)
         painter.setFont(font)
         pen = option.palette.highlightedText().color() if option.state & QStyle.StateFlag.State_Selected \
             else option.palette.text().color()
         painter.setPen(QPen(pen))
-        label = "✓ " + LABEL_WORDS[item.label] if item.label != UNLABELED else f"seed {item.seed}"
-        painter.drawText(caption, Qt.AlignmentFlag.AlignCenter, label)
+        # The seed stays visible once labeled: it is how a generation is named and made again.
+        if item.label != UNLABELED:
+            label = f"{item.seed} ✓ {LABEL_WORDS[item.label]}"
+        else:
+            label = f"seed {item.seed}" + (" · saving…" if index.data(PendingRole) else "")
+        painter.drawText(caption, Qt.AlignmentFlag.AlignCenter,
+                         painter.fontMetrics().elidedText(label, Qt.TextElideMode.ElideRight, caption.width()))
         painter.restore()
 
 
 class GenerationSortProxy(QSortFilterProxyModel):
-    """Sort by nearest distance (closest first) or by generation order."""
+    """The model's order (``inspector_model.grid_sort_key``): nearest distance first, or generation order."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.by_distance = True
 
     def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:
-        if self.by_distance:
-            a, b = left.data(NearestRole), right.data(NearestRole)
-            a = 9.0 if a is None else a
-            b = 9.0 if b is None else b
-            if a != b:
-                return a < b
-        return left.data(PositionRole) < right.data(PositionRole)
+        return grid_sort_key(left.data(ItemRole), self.by_distance) < grid_sort_key(right.data(ItemRole),
+                                                                                    self.by_distance)
 
 
 class GenerationGrid(QListView):
-    """Icon-mode list of generations; emits the selected item (or None)."""
+    """Icon-mode list of generations; emits the selected item (or None), and Enter as ``agree_requested``."""
 
     selected = Signal(object)
+    agree_requested = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -156,6 +164,12 @@ class GenerationGrid(QListView):
         self.setAccessibleName("Generations")
         self.selectionModel().currentChanged.connect(self._current_changed)
         self.sort_by_distance(True)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers():
+            self.agree_requested.emit()  # Enter: agree with the suggestion (Ctrl+Enter still generates)
+            return
+        super().keyPressEvent(event)
 
     def sort_by_distance(self, on: bool) -> None:
         self.proxy.by_distance = on
@@ -180,15 +194,3 @@ class GenerationGrid(QListView):
     def select_first(self) -> None:
         if self.proxy.rowCount():
             self.setCurrentIndex(self.proxy.index(0, 0))
-
-    def next_unlabeled_after(self, item):
-        """The next unlabeled generation in view order after ``item`` (wrapping), or None."""
-        rows = [self.proxy.index(r, 0).data(ItemRole) for r in range(self.proxy.rowCount())]
-        if item not in rows:
-            return next((i for i in rows if i.label == "unlabeled"), None)
-        start = rows.index(item)
-        for k in range(1, len(rows) + 1):
-            cand = rows[(start + k) % len(rows)]
-            if cand.label == "unlabeled":
-                return cand
-        return None

@@ -1,4 +1,9 @@
-"""The main window: Inspect and Casebook tabs, model / index / casebook pickers, all heavy work in workers."""
+"""The main window: the view of :class:`inspector.inspector_model.InspectorModel`.
+
+The model holds the run, the selection, the labels and their undo history and the casebook under review, and
+does every casebook action; this window renders what it says and forwards the person's input (keys, clicks,
+drops, menus). Heavy work runs in workers (``inspector.gui.workers``), which is the model's executor here.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,23 @@ import json
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QPushButton,
+    QScrollArea,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -23,36 +35,80 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.errors import UserError
+from inspector.evidence import default_reviewer
+from inspector.findings import LABEL_WORDS, LABELS
 from inspector.gui.casebook_tab import CasebookTab
 from inspector.gui.comparison import ComparisonPanel
 from inspector.gui.grid import GenerationGrid
 from inspector.gui.panels import LabelBar, PromptPanel
-from inspector.gui.plain import PlainLabel, ask, escape, plain_tooltip, tell
+from inspector.gui.plain import PlainLabel, ask, escape, inform, plain_tooltip, tell
 from inspector.gui.strip import DistanceStrip
 from inspector.gui.workers import GeneratorWorker, WorkerHub
+from inspector.inspector_model import (
+    CASEBOOK,
+    HEATMAP_MODES,
+    INSPECT,
+    WHAT_IT_DOES,
+    InspectorModel,
+)
 from inspector.resources import DEMO
 
+#: The window's size when nothing is remembered, and the least it may be made (laptops: 1366 x 768 screens).
+DEFAULT_SIZE = (1440, 900)
+MINIMUM_SIZE = (1024, 640)
+#: How often the Casebook tab looks for another program's writes (Casebook.revision), in ms.
+POLL_MS = 1500
+#: Keys that are not menu actions, for the Help list.
+OTHER_KEYS = (
+    ("Enter", "Agree with the selected finding's suggestion (a likeness? suggestion becomes Likeness only)"),
+    ("Arrow keys", "Move through the generations or the findings"),
+    ("Tab / Shift+Tab", "Move between fields; in the prompt, Tab leaves the prompt"),
+    ("Enter in Notes or Reviewer", "Save, and give the keyboard back to the generations or findings"),
+    ("Escape in Notes", "Keep the saved notes, and give the keyboard back"),
+    ("Double-click a finding", "Open it: its comparison, heatmaps and history, the keyboard on the labels"),
+)
 
-def _inspect_in_background(*args, **kwargs):
-    """``recorded_inspection`` for the window (a run in the casebook, every generation a finding as it is made):
-    torch keeps one core free, so the UI thread always finds one (on two cores, two busy torch threads made the
-    window stall for over 100 ms)."""
+
+def _inspect_in_background(model, run, cancel=None, progress=None):
+    """The run's work (``InspectorModel.inspection``: a run in the casebook, every generation a finding as it is
+    made); torch keeps one core free, so the UI thread always finds one (on two cores, two busy torch threads
+    made the window stall for over 100 ms)."""
     import os
 
     import torch
 
-    from inspector.runs import recorded_inspection
-
     wanted = max(1, (os.cpu_count() or 2) - 1)
     if torch.get_num_threads() > wanted:
         torch.set_num_threads(wanted)
-    yield from recorded_inspection(*args, kind="window", **kwargs)
+    yield from model.inspection(run, cancel=cancel, progress=progress)
+
+
+#: The file types Export offers, the first the default: a PDF for a court bundle.
+EXPORT_FILTERS = ("PDF report (*.pdf)", "HTML report (*.html)", "CSV, one row per finding (*.csv)",
+                  "JSON (*.json)")
+
+
+def export_format(path: str, chosen_filter: str) -> str:
+    """pdf, html, csv or json: from the file name's ending, else from the file type chosen, else html."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix in ("pdf", "html", "csv", "json"):
+        return suffix
+    for fmt in ("pdf", "html", "csv", "json"):
+        if f"*.{fmt})" in chosen_filter:
+            return fmt
+    return "html"
 
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, UserError):
         return str(exc)
     return f"Unexpected error ({type(exc).__name__}): {exc}. Your labels so far are saved."
+
+
+def documents_folder() -> str:
+    """Where file dialogs start when nothing was picked before: the user's documents (never the current
+    directory, which for a desktop launch is anywhere)."""
+    return QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) or str(Path.home())
 
 
 class ErrorBanner(QWidget):
@@ -79,12 +135,38 @@ class ErrorBanner(QWidget):
         self.show()
 
 
+class ShortcutsDialog(QDialog):
+    """Help > Keyboard shortcuts: every key the window answers, in a table."""
+
+    def __init__(self, rows: list[tuple[str, str]], parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.table = QTableWidget(len(rows), 2)
+        self.table.setHorizontalHeaderLabels(["Keys", "What they do"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for r, (keys, what) in enumerate(rows):
+            self.table.setItem(r, 0, QTableWidgetItem(keys))
+            self.table.setItem(r, 1, QTableWidgetItem(what))
+        self.table.resizeColumnToContents(0)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table)
+        lay.addWidget(buttons)
+        self.resize(640, 520)
+
+
 class MainWindow(QMainWindow):
     """The inspector's window. ``model_source`` / ``index_source``: "demo" or a local path."""
 
     run_finished = Signal()  # a generation run ended (done, cancelled or failed)
     views_shown = Signal()  # the heatmaps of the selected generation are on screen
-    label_written = Signal(object)  # the Inspected item whose label reached the casebook
+    casebook_views_shown = Signal()  # the Casebook tab's selected finding has its pictures (or a note)
+    finding_shown = Signal(int)  # the Casebook tab shows this finding whole (comparison, history)
+    casebook_shown = Signal()  # the Casebook tab lists what was just read
+    label_written = Signal(object)  # the item whose label (or undo) reached the casebook
     error_shown = Signal(str)
     words_checked = Signal(object)  # notes (list of str) about the prompt's words are on screen
 
@@ -95,26 +177,65 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Memorization Inspector")
         self.hub = WorkerHub()
         self.run_worker: GeneratorWorker | None = None
-        self.run_id: int | None = None  # the casebook run of the latest generation run
-        self.summary = None
-        self._view_request = 0
-        self._undo: list = []
+        self._run_error: BaseException | None = None
         self._last_error = ""
         self._word_request = 0
+        self._rendering = False  # the window is selecting what the model selected: not the person's click
+        from inspector.casebook import default_casebook_path
+
+        self.model = InspectorModel(
+            str(casebook_path or self.settings.value("casebook", "") or default_casebook_path()),
+            model_source or self.settings.value("model", DEMO) or DEMO,
+            index_source or self.settings.value("index", DEMO) or DEMO,
+            executor=self._execute, reviewer=str(self.settings.value("reviewer", "") or default_reviewer()))
+        for kind, key in (("model", "recent_model"), ("index", "recent_index"), ("casebook", "recent_casebook")):
+            self.model.set_recent(kind, self._settings_list(key) or [getattr(self.model, f"{kind}_source", None)
+                                                                    or self.model.casebook_path])
         # The prompt's words are checked against the model's tokenizer a moment after typing stops.
         self._word_timer = QTimer(self)
         self._word_timer.setSingleShot(True)
         self._word_timer.setInterval(300)
         self._word_timer.timeout.connect(self.check_prompt_words)
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self._poll_casebook)
 
-        self.model_box = self._source_box(model_source or self.settings.value("model", DEMO), "model")
-        self.index_box = self._source_box(index_source or self.settings.value("index", DEMO), "index")
-        from inspector.casebook import default_casebook_path
-
-        self.casebook_path = str(casebook_path or self.settings.value("casebook", "") or default_casebook_path())
-        self.casebook_label = QLabel()
+        self._build_pickers()
+        self._build_inspect_tab()
+        self.casebook_tab = CasebookTab()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.inspect_tab, "Inspect")
+        self.tabs.addTab(self.casebook_tab, "Casebook")
+        self.banner = ErrorBanner()
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(6, 4, 6, 2)
+        cl.setSpacing(4)
+        cl.addLayout(self.pickers)
+        cl.addWidget(self.banner)
+        cl.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self._build_menus()
+        self.statusBar().showMessage("Ready. Ctrl+Enter generates; 1 / 2 / 3 label; Enter agrees with the "
+                                     "suggestion; H cycles heatmaps; Ctrl+Z undoes a label; F1 lists every key.")
+        self._connect()
+        self._sources_changed()
+        self._show_index_role()
         self._show_casebook_path()
+        self._reviewer_changed(self.model.reviewer)
+        for view in (INSPECT, CASEBOOK):
+            self._render_label_bar(view)
+        self.setAcceptDrops(True)
+        self.setMinimumSize(*MINIMUM_SIZE)
+        self._restore_state()
+        self.prompt_panel.prompt.setFocus()  # typing starts in the prompt, never in a picker
 
+    # --- building ------------------------------------------------------------------------------------------------
+
+    def _build_pickers(self) -> None:
+        self.model_box = self._source_box(self.model.model_source, "model")
+        self.index_box = self._source_box(self.model.index_source, "index")
+        self.casebook_label = QLabel()
         top = QHBoxLayout()
         top.addWidget(QLabel("Model"))
         top.addWidget(self.model_box, 1)
@@ -122,7 +243,7 @@ class MainWindow(QMainWindow):
         b.setToolTip("Pick a local diffusers model folder (with model_index.json)")
         b.clicked.connect(self._pick_model)
         top.addWidget(b)
-        top.addSpacing(12)
+        top.addSpacing(8)
         top.addWidget(QLabel("Index"))
         top.addWidget(self.index_box, 1)
         # The picker shows what the index holds: the model's training set, or a reference collection.
@@ -133,25 +254,34 @@ class MainWindow(QMainWindow):
         b.setToolTip("Pick an index folder made by `inspector index build` (training set or reference collection)")
         b.clicked.connect(self._pick_index)
         top.addWidget(b)
-        top.addSpacing(12)
+        top.addSpacing(8)
         top.addWidget(self.casebook_label)
         b = QPushButton("Casebook…")
         b.setToolTip("Choose or create the casebook file findings are saved to")
         b.clicked.connect(self._pick_casebook)
         top.addWidget(b)
+        self.pickers = top
 
-        # Inspect tab
+    def _build_inspect_tab(self) -> None:
         self.prompt_panel = PromptPanel()
+        self.prompt_panel.prompt.setTabChangesFocus(True)  # Tab moves on to the next field, as everywhere else
+        prompt_scroll = QScrollArea()
+        prompt_scroll.setWidget(self.prompt_panel)
+        prompt_scroll.setWidgetResizable(True)
+        prompt_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        prompt_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        prompt_scroll.setFixedWidth(self.prompt_panel.maximumWidth() + 16)
+        self.prompt_scroll = prompt_scroll
         self.grid = GenerationGrid()
-        self.header = PlainLabel("No generations yet: type a prompt and press Ctrl+Enter.")
+        self.grid.source.is_pending = self.model.is_pending
+        self.header = PlainLabel(f"{WHAT_IT_DOES} Type a prompt and press Ctrl+Enter.")
+        self.header.setWordWrap(True)
         self.sort_box = QComboBox()
         self.sort_box.addItems(["nearest distance", "generation order"])
         self.sort_box.setToolTip("Order of the grid: closest to an image of the index first, or as generated")
-        self.sort_box.currentIndexChanged.connect(lambda i: self.grid.sort_by_distance(i == 0))
         self.strip = DistanceStrip()
         self.comparison = ComparisonPanel()
         self.label_bar = LabelBar()
-        self.banner = ErrorBanner()
         head = QHBoxLayout()
         head.addWidget(self.header, 1)
         head.addWidget(QLabel("Sort"))
@@ -162,64 +292,195 @@ class MainWindow(QMainWindow):
         ul.addLayout(head)
         ul.addWidget(self.grid, 1)
         ul.addWidget(self.strip)
-        lower = QWidget()
-        ll = QVBoxLayout(lower)
-        ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(self.comparison, 1)
-        ll.addWidget(self.label_bar)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(upper)
-        split.addWidget(lower)
-        split.setSizes([330, 470])
+        comparison_scroll = QScrollArea()
+        comparison_scroll.setWidget(self.comparison)
+        comparison_scroll.setWidgetResizable(True)
+        comparison_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(upper)
+        self.splitter.addWidget(comparison_scroll)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setSizes([300, 420])
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(self.banner)
-        rl.addWidget(split, 1)
-        inspect_tab = QWidget()
-        il = QHBoxLayout(inspect_tab)
-        il.addWidget(self.prompt_panel)
+        rl.addWidget(self.splitter, 1)
+        rl.addWidget(self.label_bar)  # outside the splitter: always on screen
+        self.inspect_tab = QWidget()
+        il = QHBoxLayout(self.inspect_tab)
+        il.setContentsMargins(4, 4, 4, 4)
+        il.addWidget(prompt_scroll)
         il.addWidget(right, 1)
 
-        self.casebook_tab = CasebookTab()
-        self.tabs = QTabWidget()
-        self.tabs.addTab(inspect_tab, "Inspect")
-        self.tabs.addTab(self.casebook_tab, "Casebook")
-        central = QWidget()
-        cl = QVBoxLayout(central)
-        cl.addLayout(top)
-        cl.addWidget(self.tabs, 1)
-        self.setCentralWidget(central)
-        self.statusBar().showMessage("Ready. Ctrl+Enter generates; 1 / 2 / 3 label; H cycles heatmaps; "
-                                     "Ctrl+Z undoes a label.")
+    def _build_menus(self) -> None:
+        """The menu bar; every shortcut is an action here, so Help lists them all."""
+        bar = self.menuBar()
+        self.actions: dict[str, QAction] = {}
 
-        self.label_bar.reviewer.setText(self.settings.value("reviewer", ""))
+        def action(menu, key: str, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
+            act = QAction(text, self)
+            if shortcuts:
+                act.setShortcuts([QKeySequence(s) for s in shortcuts])
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            if tip:
+                act.setStatusTip(tip)
+            act.triggered.connect(lambda _=False: slot())
+            menu.addAction(act)
+            self.addAction(act)  # answers while its menu is closed
+            self.actions[key] = act
+            return act
+
+        file = bar.addMenu("&File")
+        action(file, "open_model", "Open model folder…", self._pick_model, ["Ctrl+Shift+M"])
+        action(file, "open_index", "Open index folder…", self._pick_index, ["Ctrl+Shift+I"])
+        action(file, "open_casebook", "Open casebook…", self._pick_casebook, ["Ctrl+O"])
+        self.recent_menu = file.addMenu("Open recent")
+        file.addSeparator()
+        action(file, "export", "Export report…", self.export_report, ["Ctrl+E"])
+        file.addSeparator()
+        action(file, "quit", "Quit", self.close, ["Ctrl+Q"])
+
+        edit = bar.addMenu("&Edit")
+        action(edit, "undo", "Undo label", lambda: self.model.undo(), ["Ctrl+Z"],
+               "Take back the last label given in this tab")
+        edit.addSeparator()
+        for k, label in enumerate(LABELS, start=1):
+            action(edit, f"label_{label}", f"Label {LABEL_WORDS[label]}", lambda lab=label: self.label_current(lab),
+                   [str(k)])
+        action(edit, "notes", "Type notes for the selected finding", self._focus_notes, ["N"])
+        action(edit, "focus_prompt", "Type a prompt", self._focus_prompt, ["Ctrl+L"])
+
+        run = bar.addMenu("&Run")
+        action(run, "generate", "Generate", self.start_generation, ["Ctrl+Return", "Ctrl+Enter"])
+        action(run, "cancel", "Cancel", self.cancel_generation, ["Escape"])
+
+        view = bar.addMenu("&View")
+        action(view, "heatmap", "Next heatmap", self.cycle_heatmap, ["H"],
+               "Cycle the neighbours' pictures: image, pixel difference, tile grid, SSIM map")
+        heat = view.addMenu("Heatmap")
+        self.heatmap_group = QActionGroup(self)
+        from inspector.gui.comparison import heatmap_words
+
+        for mode in HEATMAP_MODES:
+            act = QAction(heatmap_words(mode).capitalize() if mode != "none" else "The indexed image itself", self)
+            act.setCheckable(True)
+            act.setChecked(mode == self.model.heatmap_mode)
+            act.setData(mode)
+            act.triggered.connect(lambda _=False, m=mode: self.model.set_heatmap_mode(m))
+            self.heatmap_group.addAction(act)
+            heat.addAction(act)
+        sort = view.addMenu("Sort generations")
+        self.sort_group = QActionGroup(self)
+        for text, by in (("Nearest distance first", True), ("Generation order", False)):
+            act = QAction(text, self)
+            act.setCheckable(True)
+            act.setChecked(by == self.model.sort_by_distance)
+            act.setData(by)
+            act.triggered.connect(lambda _=False, b=by: self.model.set_sort(b))
+            self.sort_group.addAction(act)
+            sort.addAction(act)
+        view.addSeparator()
+        action(view, "tab_inspect", "Inspect tab", lambda: self.tabs.setCurrentIndex(0), ["Ctrl+1"])
+        action(view, "tab_casebook", "Casebook tab", lambda: self.tabs.setCurrentIndex(1), ["Ctrl+2"])
+        action(view, "refresh", "Read the casebook again", lambda: self.model.refresh_casebook(), ["F5"])
+
+        help_menu = bar.addMenu("&Help")
+        action(help_menu, "shortcuts", "Keyboard shortcuts", self.show_shortcuts, ["F1"])
+        action(help_menu, "about", "About Memorization Inspector", self.show_about)
+        self._fill_recent_menu()
+
+    def _connect(self) -> None:
+        ev = self.model.events
+        ev.sources_changed.connect(self._model_sources_changed)
+        ev.reviewer_changed.connect(self._reviewer_changed)
+        ev.run_started.connect(self._run_started)
+        ev.item_added.connect(self._item_added)
+        ev.summary_ready.connect(self._summary_ready)
+        ev.run_finished.connect(lambda _run: self.run_finished.emit())
+        ev.item_changed.connect(self.grid.source.item_changed)
+        ev.selection_changed.connect(self._selection_changed)
+        ev.views_ready.connect(self._views_ready)
+        ev.label_state.connect(self._render_label_bar)
+        ev.label_written.connect(lambda _view, item: self.label_written.emit(item))
+        ev.heatmap_mode.connect(self._heatmap_mode)
+        ev.sort_changed.connect(self._sort_changed)
+        ev.casebook_changed.connect(self._casebook_changed)
+        ev.row_changed.connect(self._row_changed)
+        ev.history_changed.connect(lambda _fid, events: self.casebook_tab.show_history(events))
+        ev.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        ev.error.connect(self.show_error)
+
         self.prompt_panel.generate_requested.connect(self.start_generation)
         self.prompt_panel.cancel_requested.connect(self.cancel_generation)
-        self.grid.selected.connect(self.show_item)
-        self.label_bar.label_requested.connect(self.label_current)
-        self.label_bar.undo_requested.connect(self.undo_label)
-        self.casebook_tab.refresh_requested.connect(self.refresh_casebook)
-        self.casebook_tab.open_requested.connect(self.open_finding)
-        self.casebook_tab.reproduce_requested.connect(self.reproduce_finding)
-        self.casebook_tab.export_requested.connect(self.export_report)
-        self.tabs.currentChanged.connect(lambda i: i == 1 and self.refresh_casebook())
-        self.model_box.currentTextChanged.connect(self._sources_changed)
+        self.grid.selected.connect(self._grid_selected)
+        self.grid.agree_requested.connect(lambda: self.ensure_reviewer() and self.model.agree(INSPECT))
+        self.sort_box.currentIndexChanged.connect(lambda i: self.model.set_sort(i == 0))
+        tab = self.casebook_tab
+        for view, bar in ((INSPECT, self.label_bar), (CASEBOOK, tab.label_bar)):
+            bar.label_requested.connect(lambda lab, v=view: self.ensure_reviewer() and self.model.label(lab, v))
+            bar.agree_requested.connect(lambda v=view: self.ensure_reviewer() and self.model.agree(v))
+            bar.undo_requested.connect(lambda v=view: self.model.undo(v))
+            bar.notes_committed.connect(lambda text, v=view: self.model.set_notes(text, v))
+            bar.reviewer_changed.connect(self.model.set_reviewer)
+            bar.done_typing.connect(self._focus_findings)
+        tab.refresh_requested.connect(self.model.refresh_casebook)
+        tab.filters_changed.connect(lambda: self.model.set_filters(**tab.filters()))
+        tab.open_requested.connect(self.open_finding)
+        tab.activated.connect(self._finding_activated)
+        tab.table.agree_requested.connect(lambda: self.ensure_reviewer() and self.model.agree(CASEBOOK))
+        tab.reproduce_requested.connect(self.reproduce_finding)
+        tab.export_requested.connect(self.export_report)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.model_box.currentTextChanged.connect(self._model_box_changed)
         self.model_box.currentTextChanged.connect(self._word_timer.start)
         self.prompt_panel.prompt.textChanged.connect(self._word_timer.start)
-        self.index_box.currentTextChanged.connect(self._sources_changed)
+        self.index_box.currentTextChanged.connect(self._index_box_changed)
         self.index_box.currentTextChanged.connect(self._show_index_role)
 
-        for keys, slot in (
-            ("Ctrl+Return", self.start_generation), ("Ctrl+Enter", self.start_generation),
-            ("Escape", self.cancel_generation), ("1", lambda: self.label_current("memorized")),
-            ("2", lambda: self.label_current("likeness-only")), ("3", lambda: self.label_current("novel")),
-            ("H", self.cycle_heatmap), ("Ctrl+Z", self.undo_label),
-        ):
-            QShortcut(QKeySequence(keys), self, activated=slot)
-        self._sources_changed()
-        self._show_index_role()
-        self.resize(1440, 960)
+    # --- window state -----------------------------------------------------------------------------------------------
+
+    def _settings_list(self, key: str) -> list[str]:
+        value = self.settings.value(key, []) or []
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def _restore_state(self) -> None:
+        """Size, splitters, N, sort and heatmap mode as last left (QSettings); a size that fits the screen else."""
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            screen = QApplication.primaryScreen()
+            available = screen.availableGeometry() if screen is not None else None
+            w, h = DEFAULT_SIZE
+            if available is not None:
+                w, h = min(w, available.width()), min(h, available.height())
+            self.resize(max(w, MINIMUM_SIZE[0]), max(h, MINIMUM_SIZE[1]))
+        for key, splitter in (("window/inspect_splitter", self.splitter),
+                              ("window/casebook_splitter", self.casebook_tab.splitter),
+                              ("window/casebook_detail", self.casebook_tab.detail_splitter)):
+            state = s.value(key)
+            if state is not None:
+                splitter.restoreState(state)
+        n = s.value("inspect/n", type=int)
+        if n:
+            self.prompt_panel.n.setValue(n)
+        self.model.set_sort(s.value("inspect/sort_by_distance", True, type=bool))
+        self._sort_changed(self.model.sort_by_distance)
+        mode = s.value("inspect/heatmap", "none")
+        if mode in HEATMAP_MODES:
+            self.model.set_heatmap_mode(mode)
+
+    def save_state(self) -> None:
+        """Remember the window's size, splitters, N, sort, heatmap mode, sources and reviewer."""
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/inspect_splitter", self.splitter.saveState())
+        s.setValue("window/casebook_splitter", self.casebook_tab.splitter.saveState())
+        s.setValue("window/casebook_detail", self.casebook_tab.detail_splitter.saveState())
+        s.setValue("inspect/n", self.prompt_panel.n.value())
+        s.setValue("inspect/sort_by_distance", self.model.sort_by_distance)
+        s.setValue("inspect/heatmap", self.model.heatmap_mode)
+        self._remember()
+        s.sync()
 
     # --- sources -----------------------------------------------------------------------------------------------
 
@@ -227,27 +488,94 @@ class MainWindow(QMainWindow):
         box = QComboBox()
         box.setEditable(True)
         box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        recent = [DEMO] + [s for s in (self.settings.value(f"recent_{kind}", []) or []) if s != DEMO]
-        box.addItems(recent[:8])
+        box.addItems(self.model.recent[kind])
         box.setCurrentText(str(current))
         box.setToolTip("“demo” is the embedded tiny model and its training set; or type / pick a local folder")
+        box.setMinimumContentsLength(10)
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         return box
 
     @property
     def model_source(self) -> str:
-        return self.model_box.currentText().strip() or DEMO
+        return self.model.model_source
 
     @property
     def index_source(self) -> str:
-        return self.index_box.currentText().strip() or DEMO
+        return self.model.index_source
+
+    @property
+    def casebook_path(self) -> str:
+        return self.model.casebook_path
+
+    @casebook_path.setter
+    def casebook_path(self, path: str) -> None:
+        self.model.set_casebook_path(path)
+
+    @property
+    def run_id(self) -> int | None:
+        """The casebook run of the run on screen."""
+        return self.model.run.run_id if self.model.run is not None else None
+
+    @run_id.setter
+    def run_id(self, run_id: int | None) -> None:
+        if self.model.run is not None and run_id is not None:
+            self.model.note_run_id(self.model.run.number, run_id)
 
     def _remember(self) -> None:
-        for kind, value in (("model", self.model_source), ("index", self.index_source)):
-            self.settings.setValue(kind, value)
-            recent = [value] + [s for s in (self.settings.value(f"recent_{kind}", []) or []) if s != value]
-            self.settings.setValue(f"recent_{kind}", recent[:8])
-        self.settings.setValue("casebook", self.casebook_path)
-        self.settings.setValue("reviewer", self.label_bar.reviewer.text())
+        s = self.settings
+        s.setValue("model", self.model.model_source)
+        s.setValue("index", self.model.index_source)
+        s.setValue("casebook", self.model.casebook_path)
+        s.setValue("reviewer", self.model.reviewer)
+        for kind in ("model", "index", "casebook"):
+            s.setValue(f"recent_{kind}", self.model.recent[kind])
+
+    def _model_box_changed(self, text: str) -> None:
+        if not self._rendering:
+            self.model.set_model_source(text)
+
+    def _index_box_changed(self, text: str) -> None:
+        if not self._rendering:
+            self.model.set_index_source(text)
+
+    def _model_sources_changed(self) -> None:
+        """The model's sources or recent lists changed (a pick, a drop, a run started): show them."""
+        self._rendering = True
+        try:
+            for box, kind, value in ((self.model_box, "model", self.model.model_source),
+                                     (self.index_box, "index", self.model.index_source)):
+                items = [box.itemText(k) for k in range(box.count())]
+                if items != self.model.recent[kind]:
+                    text = box.currentText()
+                    box.clear()
+                    box.addItems(self.model.recent[kind])
+                    box.setCurrentText(text)
+                if box.currentText().strip() != value and (box.currentText().strip() or value != DEMO):
+                    box.setCurrentText(value)
+        finally:
+            self._rendering = False
+        self._show_casebook_path()
+        self._show_index_role()
+        self._sources_changed()
+        self._fill_recent_menu()
+        self._remember()
+
+    def _fill_recent_menu(self) -> None:
+        menu = getattr(self, "recent_menu", None)
+        if menu is None:
+            return
+        menu.clear()
+        for kind in ("model", "index", "casebook"):
+            for value in self.model.recent[kind]:
+                if value == DEMO or (kind == "casebook" and value == self.model.casebook_path):
+                    continue
+                act = menu.addAction(f"{kind}: {value}")
+                act.triggered.connect(lambda _=False, k=kind, v=value: self._open_recent(k, v))
+        menu.setEnabled(not menu.isEmpty())
+
+    def _open_recent(self, kind: str, value: str) -> None:
+        {"model": self.model.set_model_source, "index": self.model.set_index_source,
+         "casebook": self.model.set_casebook_path}[kind](value)
 
     def _sources_changed(self) -> None:
         prompts = {}
@@ -261,17 +589,27 @@ class MainWindow(QMainWindow):
             self.prompt_panel.guidance.setValue(2.0)
         self.prompt_panel.set_suggestions(prompts)
 
+    def dialog_folder(self) -> str:
+        """Where a file dialog starts: the folder of the last pick, else the user's documents."""
+        last = str(self.settings.value("last_folder", "") or "")
+        return last if last and Path(last).is_dir() else documents_folder()
+
+    def _picked(self, path: str) -> None:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        self.settings.setValue("last_folder", str(folder.parent if Path(path).is_dir() else folder))
+
     def _pick_model(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Model folder (with model_index.json)")
+        folder = QFileDialog.getExistingDirectory(self, "Model folder (with model_index.json)", self.dialog_folder())
         if folder:
-            self.model_box.setCurrentText(folder)
+            self._picked(folder)
+            self.model.set_model_source(folder)
 
     def _show_index_role(self) -> None:
         """Beside the index picker: its role and size, from its manifest (a small JSON file, read here)."""
         from inspector.roles import describe_index, role_words
         from inspector.training_index.store import TrainingIndexError, identity, read_manifest
 
-        source = self.index_source
+        source = self.index_box.currentText().strip() or DEMO
         if source == DEMO:
             text, tip = "training set (demo)", "The demo model's own training set (built on first use)."
         else:
@@ -289,22 +627,143 @@ class MainWindow(QMainWindow):
         self.index_role.setToolTip(plain_tooltip(tip))
 
     def _pick_index(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Index folder (a training set or a reference collection)")
+        folder = QFileDialog.getExistingDirectory(self, "Index folder (a training set or a reference collection)",
+                                                  self.dialog_folder())
         if folder:
-            self.index_box.setCurrentText(folder)
+            self._picked(folder)
+            self.model.set_index_source(folder)
 
     def _pick_casebook(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Casebook file", self.casebook_path, "Casebook (*.db)",
-                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        start = str(Path(self.dialog_folder()) / Path(self.casebook_path).name)
+        path, _ = QFileDialog.getSaveFileName(self, "Casebook file (an existing one, or a new name)", start,
+                                              "Casebook (*.db)", options=QFileDialog.Option.DontConfirmOverwrite)
         if path:
-            self.casebook_path = path
-            self._show_casebook_path()
-            self._remember()
+            self._picked(path)
+            self.model.set_casebook_path(path)
 
     def _show_casebook_path(self) -> None:
         self.casebook_label.setText(f"Casebook: <b>{escape(Path(self.casebook_path).name)}</b>")
         self.casebook_label.setToolTip(plain_tooltip(self.casebook_path))
 
+    def _reviewer_changed(self, name: str) -> None:
+        for bar in (self.label_bar, self.casebook_tab.label_bar):
+            bar.set_reviewer(name)
+        self.settings.setValue("reviewer", name)
+
+    # --- drag and drop ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _dropped_path(mime) -> str | None:
+        urls = [u for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        return urls[0].toLocalFile() if len(urls) == 1 else None
+
+    def dragEnterEvent(self, event) -> None:
+        from inspector.inspector_model import classify_path
+
+        path = self._dropped_path(event.mimeData())
+        try:
+            ok = path is not None and bool(classify_path(path))
+        except UserError:
+            ok = False
+        if ok:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        path = self._dropped_path(event.mimeData())
+        if path is None:
+            return
+        self.open_path(path)
+        event.acceptProposedAction()
+
+    def open_path(self, path: str) -> str | None:
+        """Use a dropped (or opened) model folder, index folder or casebook file; None (with a message) when it
+        is none of them."""
+        try:
+            return self.model.open_path(path)
+        except UserError as exc:
+            self.show_error(str(exc))
+            return None
+
+    # --- menus: help ------------------------------------------------------------------------------------------------
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """Every key the window answers: each menu action with its shortcuts, then the keys of the views."""
+        rows = []
+        for act in self.actions.values():
+            keys = " or ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
+            if keys:
+                rows.append((keys, act.text().replace("&", "").rstrip("…")))
+        return rows + list(OTHER_KEYS)
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dialog = ShortcutsDialog(self.shortcut_rows(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def about_text(self) -> str:
+        from importlib import metadata
+
+        import PySide6
+
+        from inspector import __version__
+
+        def version(name: str) -> str:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                return "not installed"
+
+        versions = ", ".join(f"{name} {version(name)}" for name in ("torch", "diffusers", "transformers"))
+        return (f"Memorization Inspector {__version__}\n\n{WHAT_IT_DOES}\n\n"
+                f"Python {sys.version.split()[0]}, Qt {PySide6.QtCore.qVersion()} (PySide6 {PySide6.__version__}), "
+                f"{versions}\n\nCasebook: {self.casebook_path}\nModel: {self.model_source}\n"
+                f"Index: {self.index_source}\nSettings: {self.settings.fileName()}")
+
+    def show_about(self):
+        return inform(self, "About Memorization Inspector", self.about_text())
+
+    # --- focus ------------------------------------------------------------------------------------------------------
+
+    def _focus_prompt(self) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.prompt_panel.prompt.setFocus()
+
+    def _focus_notes(self) -> None:
+        bar = self.label_bar if self.model.active_view == INSPECT else self.casebook_tab.label_bar
+        if bar.notes.isEnabled():
+            bar.notes.setFocus()
+            bar.notes.selectAll()
+
+    def _focus_findings(self) -> None:
+        """Give the keyboard back to the generations (Inspect) or the findings (Casebook)."""
+        (self.grid if self.model.active_view == INSPECT else self.casebook_tab.table).setFocus()
+
+    def _tab_changed(self, index: int) -> None:
+        self.model.active_view = CASEBOOK if index == 1 else INSPECT
+        self.actions["undo"].setEnabled(self.model.label_bar_state(self.model.active_view).undo_enabled)
+        if index == 1:
+            self.model.refresh_casebook()
+            self._poll.start()
+            self.casebook_tab.table.setFocus()
+        else:
+            self._poll.stop()
+            self.grid.setFocus()
+
+    def _poll_casebook(self) -> None:
+        if self.isVisible() and self.tabs.currentIndex() == 1:
+            self.model.poll_casebook()
+
+    # --- the model's executor ---------------------------------------------------------------------------------------
+
+    def _execute(self, work, done, failed, serial: bool = False) -> GeneratorWorker:
+        """Run a model job off the UI thread; its result comes back here, on the UI thread."""
+        worker = GeneratorWorker(lambda cancel=None, progress=None: work())
+        worker.signals.returned.connect(done)
+        worker.signals.errored.connect(failed)
+        return self.hub.start(worker, serial=serial)
     # --- the prompt's words ---------------------------------------------------------------------------------------
 
     def check_prompt_words(self) -> GeneratorWorker | None:
@@ -348,31 +807,21 @@ class MainWindow(QMainWindow):
         request = InspectRequest(prompt=values["prompt"], negative_prompt=values["negative_prompt"],
                                  n=values["n"], seed=values["seed"], steps=values["steps"],
                                  guidance=values["guidance"], wen=values["wen"])
-        try:
-            request.validate()  # the same checks as the command line, before the model loads
-        except UserError as exc:
-            self.show_error(str(exc))
+        self.banner.hide()
+        run = self.model.start_run(request)  # the same checks as the command line, before the model loads
+        if run is None:
             return
         self._remember()
-        self.banner.hide()
-        self.grid.source.clear()
-        self.comparison.clear()
-        self.summary = None
-        self.strip.set_values([])
-        self.strip.set_summary(None, 0, False, None)
-        self.label_bar.set_enabled(False)
-        self.header.setText(f"Generating {request.n} images of “{request.prompt}”…")
         self.prompt_panel.set_running(True)
         self.prompt_panel.progress.setRange(0, request.n * max(1, request.steps or 1))
         self.prompt_panel.progress.setValue(0)
         self.prompt_panel.progress.setFormat("starting…")
-        self.run_id = None
-        worker = GeneratorWorker(_inspect_in_background, self.casebook_path, self.model_source, self.index_source,
-                                 request, reviewer=self.label_bar.reviewer.text())
-        worker.signals.yielded.connect(self._on_result)
+        self._run_error = None
+        worker = GeneratorWorker(_inspect_in_background, self.model, run)
+        worker.signals.yielded.connect(lambda value, n=run.number: self.model.add_result(n, value))
         worker.signals.progress.connect(self._on_progress)
         worker.signals.errored.connect(self._on_run_error)
-        worker.signals.finished.connect(self._on_run_finished)
+        worker.signals.finished.connect(lambda n=run.number: self._on_run_finished(n))
         self.run_worker = self.hub.start(worker)
         self._request = request
 
@@ -382,78 +831,45 @@ class MainWindow(QMainWindow):
             self.prompt_panel.progress.setFormat("cancelling…")
             self.prompt_panel.status.setText("Cancelling: finished images stay.")
 
-    def _on_progress(self, info: dict) -> None:
-        stage = info.get("stage")
-        if info.get("run_id") is not None:
-            self.run_id = info["run_id"]
+    def _on_progress(self, event) -> None:
+        """One :class:`inspector.progress.Progress` event of the run: the bar, its words, and the run's id once
+        it is on the record (``runs.RunStarted``)."""
+        run_id = getattr(event, "run_id", None)
+        if run_id is not None:
+            self.run_id = run_id
         bar = self.prompt_panel.progress
-        if stage == "sampling":
-            steps = max(1, info.get("steps") or 1)
-            bar.setRange(0, info["n"] * steps)
-            bar.setValue(min(bar.maximum(), info["done"] * steps + info["step"]))
-            eta = info.get("eta")
-            eta_text = f", about {eta:.0f} s left" if eta is not None else ""
-            bar.setFormat(f"{info['done']}/{info['n']} images, step {info['step']}/{steps}{eta_text}")
-        elif info.get("fraction") is not None:
+        fraction = event.fraction
+        if fraction is None and event.total and event.steps and event.step is not None:
+            fraction = min(1.0, (event.done * event.steps + event.step) / (event.total * event.steps))
+        if fraction is not None:
             bar.setRange(0, 1000)
-            bar.setValue(int(info["fraction"] * 1000))
-            bar.setFormat(f"{stage}: {info['fraction'] * 100:.0f}%")
-        else:
-            bar.setFormat(f"{stage}…")
+            bar.setValue(int(fraction * 1000))
+        bar.setFormat(event.describe())
 
     def _on_result(self, value) -> None:
-        from inspector.session import Inspected, strip_value
-
-        if isinstance(value, Inspected):
-            first = self.grid.source.rowCount() == 0
-            self.grid.source.append(value)
-            if first:
-                role = (value.index or {}).get("role")
-                self.strip.set_role(role)
-                self.label_bar.set_role(role)
-            self.strip.set_values([strip_value(i) for i in self.grid.source.items()])
-            self.header.setText(f"{self.grid.source.rowCount()} of {self._request.n} generations of "
-                                f"“{self._request.prompt}”")
-            if first:
-                self.grid.select_first()
-                self.grid.setFocus()
-        else:
-            self.summary = value
-            clique = value.clique
-            self.strip.set_summary(clique.size if clique else 0, value.n, bool(clique and clique.flagged),
-                                   value.wen_score)
-            for item in self.grid.source.items():
-                self.grid.source.item_changed(item)
-            unknown = []
-            if value.words is not None:
-                self._word_request += 1  # a typing-time check still running must not replace these notes
-                self._show_word_notes(self._word_request, value.words.notes())
-                unknown = value.words.vocabulary.unknown_words if value.words.vocabulary else []
-            if value.wen_tokens:
-                from inspector.prompt_words import steering_words
-
-                words = steering_words(value.wen_tokens, unknown)
-                self.strip.set_extra_tip(f"Words that steer hardest (per word): {words}")
+        """A value of the run on screen (as its worker yields them)."""
+        if self.model.run is not None:
+            self.model.add_result(self.model.run.number, value)
 
     def _on_run_error(self, exc: BaseException) -> None:
-        self.show_error(_error_text(exc))
+        self._run_error = exc
         if not isinstance(exc, UserError):
             print(getattr(exc, "traceback_text", ""), file=sys.stderr)
 
-    def _on_run_finished(self) -> None:
+    def _on_run_finished(self, number: int) -> None:
         worker = self.run_worker
         self.run_worker = None
         self.prompt_panel.set_running(False)
-        n = self.grid.source.rowCount()
+        run = self.model.run
+        n = len(run.items) if run is not None else 0
         cancelled = worker is not None and worker.cancelled
         self.prompt_panel.progress.setFormat(("cancelled: " if cancelled else "done: ") + f"{n} images")
-        self.prompt_panel.status.setText(self.strip.summary_text() if n else "")
+        self.prompt_panel.status.setText(self.model.summary_line() if n else "")
         if self.run_id is not None:
             self.statusBar().showMessage(f"Run #{self.run_id} and its {n} generations are on the record in "
                                          f"{Path(self.casebook_path).name}", 10000)
-        if n:
-            self.label_bar.set_enabled(True)
-        self.run_finished.emit()
+        error, self._run_error = self._run_error, None
+        self.model.finish_run(number, cancelled=cancelled, error=error)
 
     def show_error(self, message: str) -> None:
         self._last_error = message
@@ -461,110 +877,156 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 10000)
         self.error_shown.emit(message)
 
-    # --- selection and heatmaps ---------------------------------------------------------------------------------
+    # --- what the model says, on screen ------------------------------------------------------------------------
+
+    def _run_started(self, run) -> None:
+        self.grid.source.clear()
+        self.comparison.clear()
+        self.strip.set_values([])
+        self.strip.set_summary(None, 0, False, None)
+        self.strip.set_line(None)
+        self.strip.set_extra_tip("")  # the Wen words of the run on screen only
+        self.header.setText(f"Generating {run.request.n} images of “{run.request.prompt}”…")
+
+    def _item_added(self, run, item) -> None:
+        first = self.grid.source.rowCount() == 0
+        self.grid.source.append(item)
+        if first:
+            role = (item.index or {}).get("role")
+            self.strip.set_role(role)
+            self.label_bar.set_role(role)
+            focus = QApplication.focusWidget()
+            if focus is None or focus is self.prompt_panel.prompt or isinstance(focus, QPushButton):
+                self.grid.setFocus()  # Ctrl+Enter was just pressed: the keys label from here on
+        self.strip.set_values([1.0 if i.nearest_tiled_l2 is None else i.nearest_tiled_l2 for i in run.items])
+        self.strip.set_line(self.model.summary_line())
+        self.header.setText(f"{len(run.items)} of {run.request.n} generations of “{run.request.prompt}”")
+
+    def _summary_ready(self, run) -> None:
+        summary = run.summary
+        clique = summary.clique
+        self.strip.set_summary(clique.size if clique else 0, summary.n, bool(clique and clique.flagged),
+                               summary.wen_score)
+        self.strip.set_line(self.model.summary_line())
+        self.strip.set_extra_tip(self.model.steering_words())
+        if summary.words is not None or summary.embedder_note:
+            self._word_request += 1  # a typing-time check still running must not replace these notes
+            self._show_word_notes(self._word_request, (summary.words.notes() if summary.words is not None else [])
+                                  + ([summary.embedder_note] if summary.embedder_note else []))
+
+    def _selection_changed(self, view: str, item) -> None:
+        if view == INSPECT:
+            self._rendering = True
+            try:
+                if item is not None and self.grid.current_item() is not item:
+                    self.grid.select_item(item)
+            finally:
+                self._rendering = False
+            if item is None:
+                self.comparison.clear()
+            else:
+                self.comparison.show_generation(item)
+            return
+        tab = self.casebook_tab
+        tab.select_id(self.model.casebook.selected_id)
+        if item is None:
+            tab.comparison.clear()
+            tab.show_history([])
+            return
+        tab.comparison.show_generation(item)
+        summary = next((r for r in self.model.casebook.rows if r.id == item.finding_id), None)
+        reviewer = summary.reviewer if summary is not None else ""
+        tab.message.setText(f"Finding #{item.finding_id}: label {item.label}; reviewer {reviewer or '—'}; "
+                            f"notes: {item.notes or '—'}")
+        self.finding_shown.emit(item.finding_id)
+
+    def _views_ready(self, view: str, item, views, note: str) -> None:
+        if view == INSPECT:
+            self.comparison.set_views(views, note)
+            self.views_shown.emit()
+        else:
+            self.casebook_tab.comparison.set_views(views, note)
+            self.casebook_views_shown.emit()
+
+    def _render_label_bar(self, view: str) -> None:
+        state = self.model.label_bar_state(view)
+        (self.label_bar if view == INSPECT else self.casebook_tab.label_bar).render(state)
+        if view == self.model.active_view and hasattr(self, "actions"):
+            self.actions["undo"].setEnabled(state.undo_enabled)
+            self.actions["undo"].setToolTip(plain_tooltip(state.undo_text))
+
+    def _heatmap_mode(self, mode: str) -> None:
+        self.comparison.show_mode(mode)
+        self.casebook_tab.comparison.show_mode(mode)
+        for act in self.heatmap_group.actions():
+            act.setChecked(act.data() == mode)
+
+    def _sort_changed(self, by_distance: bool) -> None:
+        self.grid.sort_by_distance(by_distance)
+        self.sort_box.blockSignals(True)
+        self.sort_box.setCurrentIndex(0 if by_distance else 1)
+        self.sort_box.blockSignals(False)
+        for act in self.sort_group.actions():
+            act.setChecked(act.data() == by_distance)
+
+    def _casebook_changed(self) -> None:
+        view, tab = self.model.casebook, self.casebook_tab
+        tab.set_runs(view.runs)
+        tab.set_rows(view.rows, view.selected_id)
+        tab.set_choices(view.choices)
+        if view.problem:
+            tab.counts.setText(f"The casebook could not be read: {view.problem}")
+        elif not view.exists:
+            tab.counts.setText("The casebook is empty: generate images to put the first run on the record.")
+        else:
+            shown = f"{len(view.rows)} shown · " if len(view.rows) != sum(view.counts.values()) else ""
+            tab.counts.setText(shown + " · ".join(f"{k}: {v}" for k, v in view.counts.items())
+                               + f"   ({self.casebook_path})")
+        self.casebook_shown.emit()
+
+    def _row_changed(self, finding_id: int) -> None:
+        row = next((r for r in self.model.casebook.rows if r.id == finding_id), None)
+        if row is not None:
+            self.casebook_tab.model.update_row(row)
+
+    # --- selection, heatmaps, labels: input to the model ---------------------------------------------------------
+
+    def _grid_selected(self, item) -> None:
+        if not self._rendering:
+            self.model.select(item)
 
     def show_item(self, item) -> None:
-        self._view_request += 1
-        if item is None:
-            self.comparison.clear()
-            return
-        self.comparison.show_generation(item)
-        self.label_bar.notes.setText(item.notes)
-        self.label_bar.set_enabled(True)
-        request_id = self._view_request
-        from inspector.session import neighbour_views
-
-        def views(cancel=None, progress=None):
-            return neighbour_views(self.index_source, item)
-
-        worker = GeneratorWorker(views)
-        worker.signals.returned.connect(lambda result, rid=request_id: self._on_views(rid, result))
-        worker.signals.errored.connect(lambda exc: self.show_error("Could not draw the heatmaps: "
-                                                                   + _error_text(exc)))
-        self.hub.start(worker)
-
-    def _on_views(self, request_id: int, views) -> None:
-        if request_id != self._view_request:  # the person moved on: drop the stale result
-            return
-        self.comparison.set_views(views)
-        self.views_shown.emit()
+        """Select ``item`` on the Inspect tab (its heatmaps drawn again when it is already selected)."""
+        if item is not None and item is self.model.selected:
+            self.model.redraw(INSPECT)
+        else:
+            self.model.select(item)
 
     def cycle_heatmap(self) -> None:
-        mode = self.comparison.cycle_mode()
-        self.casebook_tab.comparison.show_mode(mode)
-
-    # --- labels ---------------------------------------------------------------------------------------------------
+        self.model.cycle_heatmap()
 
     def label_current(self, label: str) -> None:
-        if self.tabs.currentIndex() != 0:
-            return
-        item = self.grid.current_item()
-        if item is None:
-            return
-        previous = item.label
-        item.label = label
-        item.notes = self.label_bar.notes.text()
-        self.grid.source.item_changed(item)
-        self._undo.append((item, previous))
-        self.label_bar.undo.setEnabled(True)
-        self._write_label(item, label)
-        nxt = self.grid.next_unlabeled_after(item)
-        if nxt is not None:
-            self.grid.select_item(nxt)
-        self.label_bar.state.setText(f"seed {item.seed}: {label}")
+        """1 / 2 / 3: label the selected finding of the tab on screen."""
+        if self.ensure_reviewer():
+            self.model.label(label)
 
-    def _write_label(self, item, label: str) -> None:
-        from inspector.session import finding_from
-
-        path, reviewer, summary, notes = self.casebook_path, self.label_bar.reviewer.text(), self.summary, item.notes
-
-        def write(cancel=None, progress=None):
-            from inspector.casebook import Casebook
-
-            with Casebook.open(path) as book:
-                if item.finding_id is None:
-                    item.finding_id = book.record(finding_from(item, summary))
-                book.label(item.finding_id, label, reviewer=reviewer, note=notes)
-            return item
-
-        worker = GeneratorWorker(write)
-        worker.signals.returned.connect(self._label_saved)
-        worker.signals.errored.connect(lambda exc: self.show_error("The label was NOT saved: " + _error_text(exc)))
-        self.hub.start(worker, serial=True)
-
-    def _label_saved(self, item) -> None:
-        self.statusBar().showMessage(f"Saved: finding #{item.finding_id} is {item.label} in {self.casebook_path}",
-                                     5000)
-        self.label_written.emit(item)
+    def ensure_reviewer(self) -> bool:
+        """A label is a person's judgement, so it carries their name: without one (no reviewer typed, remembered
+        or in $INSPECTOR_REVIEWER) ask once, and remember the answer. False (nothing labeled) when cancelled."""
+        if self.model.reviewer.strip():
+            return True
+        name, ok = QInputDialog.getText(
+            self, "Who is labeling?", "Your name goes with every label you give, in the casebook's history.\n"
+            "Asked once; change it later in the reviewer box.")
+        name = name.strip() if ok else ""
+        if not name:
+            self.statusBar().showMessage("Not labeled: a label needs the reviewer's name", 8000)
+            return False
+        self.model.set_reviewer(name)  # shown in both label bars and remembered in the settings
+        return True
 
     def undo_label(self) -> None:
-        if not self._undo:
-            return
-        item, previous = self._undo.pop()
-        self.label_bar.undo.setEnabled(bool(self._undo))
-        path, reviewer = self.casebook_path, self.label_bar.reviewer.text()
-
-        def undo(cancel=None, progress=None):
-            from inspector.casebook import Casebook
-
-            with Casebook.open(path) as book:
-                if item.finding_id is not None:
-                    event = book.undo_last_label(item.finding_id, reviewer=reviewer)
-                    return item, event.label
-            return item, previous
-
-        def done(result):
-            it, label = result
-            it.label = label
-            self.grid.source.item_changed(it)
-            self.grid.select_item(it)
-            self.statusBar().showMessage(f"Undone: seed {it.seed} is {label} again", 5000)
-            self.label_written.emit(it)
-
-        worker = GeneratorWorker(undo)
-        worker.signals.returned.connect(done)
-        worker.signals.errored.connect(lambda exc: self.show_error("Undo failed: " + _error_text(exc)))
-        self.hub.start(worker, serial=True)
+        self.model.undo()
 
     # --- casebook tab -----------------------------------------------------------------------------------------------
 
@@ -573,114 +1035,103 @@ class MainWindow(QMainWindow):
 
         return Casebook.open(self.casebook_path, create=create)
 
+
     def refresh_casebook(self) -> None:
-        tab = self.casebook_tab
-        if not Path(self.casebook_path).exists():
-            tab.model.set_rows([])
-            tab.set_runs([])
-            tab.counts.setText("The casebook is empty: generate images to put the first run on the record.")
-            return
-        try:
-            with self._open_casebook() as book:
-                f = tab.filters()
-                rows = book.findings(label=f["label"], text=f["text"], run_id=f["run_id"], limit=2000,
-                                     thumbnails=True)
-                counts = book.counts()
-                runs = book.runs(descending=True, limit=500)
-        except UserError as exc:
-            tab.message.setText(str(exc))
-            return
-        tab.set_runs(runs)
-        tab.model.set_rows(rows)
-        tab.counts.setText(" · ".join(f"{k}: {v}" for k, v in counts.items()) + f"   ({self.casebook_path})")
+        self.model.refresh_casebook()
 
     def open_finding(self, finding_id: int) -> None:
-        from PIL import Image
+        """Show a finding on the Casebook tab: its comparison, heatmaps, history; the label bar on it."""
+        if finding_id != self.model.casebook.selected_id or self.model.casebook.selected is None:
+            self.model.open_finding(finding_id)
 
-        from inspector.extraction import Suggestion
-        from inspector.session import Inspected
+    def _finding_activated(self, finding_id: int) -> None:
+        self.open_finding(finding_id)
+        self.casebook_tab.table.setFocus()
+        self.statusBar().showMessage(f"Finding #{finding_id}: 1 / 2 / 3 label it, Enter agrees with the "
+                                     "suggestion, N types notes, H cycles the heatmaps", 8000)
 
-        try:
-            with self._open_casebook() as book:
-                finding = book.get(finding_id)
-        except UserError as exc:
-            self.casebook_tab.message.setText(str(exc))
-            return
-        import io
-
-        import numpy as np
-
-        image = np.asarray(Image.open(io.BytesIO(finding.image_png)).convert("RGB"))
-        item = Inspected(position=0, seed=finding.seed, image=image, png=finding.image_png,
-                         provenance=finding.provenance, neighbours=finding.neighbours,
-                         suggestion=Suggestion(finding.suggested_verdict or "novel", finding.suggestion_reason),
-                         finding_id=finding.id, label=finding.label, notes=finding.notes, index=finding.index)
-        self.casebook_tab.comparison.show_generation(item, [nb.thumbnail_png for nb in finding.neighbours])
-        self.casebook_tab.message.setText(f"Finding #{finding.id}: label {finding.label}; reviewer "
-                                          f"{finding.reviewer or '—'}; notes: {finding.notes or '—'}")
-
-    def reproduce_finding(self, finding_id: int) -> None:
-        path = self.casebook_path
+    def reproduce_finding(self, finding_id: int) -> GeneratorWorker:
+        """Regenerate a finding from its record in the background and put the outcome on the record (a
+        "reproduce" event: time, machine, versions, maximum pixel difference, pixel hash), shown in its history
+        and listed by reports."""
+        path, reviewer = self.casebook_path, self.model.reviewer
         self.casebook_tab.message.setText(f"Reproducing finding #{finding_id}…")
 
         def run(cancel=None, progress=None):
-            import tempfile
+            from inspector.evidence import reproduce_finding
 
-            from inspector.casebook import Casebook
-            from inspector.generation import reproduce
+            return reproduce_finding(path, finding_id, reviewer=reviewer).summary()
 
-            with Casebook.open(path, create=False) as book:
-                finding = book.get(finding_id)
-            with tempfile.TemporaryDirectory() as tmp:
-                png = Path(tmp) / "finding.png"
-                png.write_bytes(finding.image_png)
-                return reproduce(png).summary()
+        def done(text: str) -> None:
+            self.casebook_tab.message.setText(text)
+            if self.model.casebook.selected_id == finding_id:
+                self.model.open_finding(finding_id)  # its history now ends with the reproduction
 
         worker = GeneratorWorker(run)
-        worker.signals.returned.connect(lambda text: self.casebook_tab.message.setText(text))
+        worker.signals.returned.connect(done)
         worker.signals.errored.connect(lambda exc: self.casebook_tab.message.setText(
             "Could not reproduce: " + _error_text(exc)))
-        self.hub.start(worker)
+        return self.hub.start(worker)
 
     def export_report(self) -> None:
+        """Export the findings shown (the filters' view), or the rows selected when several are, as a PDF or
+        HTML report, CSV or JSON; the format follows the file type chosen."""
+        ids, words = self.casebook_tab.export_ids()
+        if not ids:
+            self.casebook_tab.message.setText("Nothing to export: no finding is shown (change the filters).")
+            return
         # The window asks before replacing a file (export_chosen), in the same words on every platform; the
         # dialog's own question (native dialogs differ) would ask a second time.
-        out, _ = QFileDialog.getSaveFileName(self, "Save the HTML report", "casebook-report.html",
-                                             "HTML (*.html)", options=QFileDialog.Option.DontConfirmOverwrite)
+        out, chosen = QFileDialog.getSaveFileName(
+            self, f"Export {words}", str(Path(self.dialog_folder()) / "casebook-report.pdf"),
+            ";;".join(EXPORT_FILTERS), options=QFileDialog.Option.DontConfirmOverwrite)
         if out:
-            self.export_chosen(out)
+            fmt = export_format(out, chosen)
+            if Path(out).suffix.lower() != f".{fmt}":
+                out = f"{out}.{fmt}"
+            self.export_chosen(out, ids=ids, fmt=fmt)
 
-    def export_chosen(self, out: str) -> GeneratorWorker | None:
+    def export_chosen(self, out: str, ids: list[int] | None = None, fmt: str | None = None) -> GeneratorWorker | None:
         """Export the report to a file the person chose: never over the casebook itself, and over an existing
-        file only after asking. Returns the export's worker, or None when nothing is written."""
+        file (or its manifest or signatures) only after asking. ``ids``: the findings (default: those shown);
+        ``fmt``: pdf, html, csv or json (default: from the file name, else html). Returns the export's worker,
+        or None when nothing is written."""
         from inspector.casebook import is_casebook_file
+        from inspector.report.seal import sidecars
 
         if is_casebook_file(out, self.casebook_path):
             text = f"{out} is the casebook itself: the report cannot be written over it. Choose another file name."
             self.casebook_tab.message.setText("Export refused: " + text)
             tell(self, "Export refused", text)
             return None
-        overwrite = Path(out).exists() or Path(out).is_symlink()
+        targets = [Path(out), *sidecars(Path(out))]
+        overwrite = any(t.exists() or t.is_symlink() for t in targets)
         if overwrite and not ask(self, "Replace the file?", f"{out} already exists. Replace it with the new report?",
                                  yes="Replace"):
             self.casebook_tab.message.setText(f"Export cancelled: {out} was left as it was.")
             return None
-        return self.export_to(out, overwrite=overwrite)
+        return self.export_to(out, overwrite=overwrite, ids=ids, fmt=fmt)
 
-    def export_to(self, out: str, overwrite: bool = False) -> GeneratorWorker:
-        """Write the HTML report in the background; an existing ``out`` is replaced only with ``overwrite``."""
+    def export_to(self, out: str, overwrite: bool = False, ids: list[int] | None = None,
+                  fmt: str | None = None) -> GeneratorWorker:
+        """Write the report in the background; an existing ``out`` is replaced only with ``overwrite``."""
         path = self.casebook_path
+        fmt = fmt or export_format(out, "")
+        chosen = ids if ids is not None else self.casebook_tab.shown_ids() or None
+        author = self.model.reviewer
 
         def run(cancel=None, progress=None):
             from inspector.casebook import Casebook
-            from inspector.report import export
+            from inspector.report import ReportOptions, Selection, export
 
             with Casebook.open(path, create=False, readonly=True) as book:
-                export(book, out, "html", overwrite=overwrite)
-            return out
+                n = export(book, out, fmt, overwrite=overwrite, selection=Selection(ids=chosen),
+                           options=ReportOptions(author=author))
+            return out, n
 
         worker = GeneratorWorker(run)
-        worker.signals.returned.connect(lambda p: self.casebook_tab.message.setText(f"Report written to {p}"))
+        worker.signals.returned.connect(lambda done: self.casebook_tab.message.setText(
+            f"Report written to {done[0]} ({done[1]} findings), with its manifest {done[0]}.manifest.json"))
         worker.signals.errored.connect(lambda exc: self.casebook_tab.message.setText(
             "Export failed: " + _error_text(exc)))
         return self.hub.start(worker)
@@ -688,6 +1139,7 @@ class MainWindow(QMainWindow):
     # --- closing ----------------------------------------------------------------------------------------------------
 
     def closeEvent(self, event) -> None:
-        self._remember()
+        self._poll.stop()
+        self.save_state()
         self.hub.shutdown()
         super().closeEvent(event)

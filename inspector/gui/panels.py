@@ -148,42 +148,125 @@ class PromptPanel(QWidget):
         }
 
 
+class CommitLineEdit(QLineEdit):
+    """A line edit that commits with Enter and gives up with Escape, both handing the keyboard back
+    (``done``), so that 1 / 2 / 3 label again at once; Escape here never cancels a run."""
+
+    committed = Signal(str)  # Enter: the text as typed
+    escaped = Signal()  # Escape: the caller shows the stored text again
+    done = Signal()  # after either: give the focus back
+
+    def event(self, event) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Escape:
+            event.accept()  # Escape is ours while typing here, not the window's Cancel
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.committed.emit(self.text())
+            self.done.emit()
+            return
+        if event.key() == Qt.Key.Key_Escape:
+            self.escaped.emit()
+            self.done.emit()
+            return
+        super().keyPressEvent(event)
+
+
 class LabelBar(QWidget):
-    """Memorized (1), Likeness only (2), Novel (3); notes; reviewer. Each button shows its key."""
+    """Memorized (1), Likeness only (2), Novel (3), Agree with the suggestion (Enter), Undo (Ctrl+Z); the
+    selected finding's label; notes (Enter saves) and reviewer. Each button shows its key. The bar shows what
+    ``render`` is given (``inspector.inspector_model.LabelBarState``) and sends what the person asks for."""
 
     label_requested = Signal(str)
+    agree_requested = Signal()
     undo_requested = Signal()
+    notes_committed = Signal(str)
+    reviewer_changed = Signal(str)
+    done_typing = Signal()  # Enter or Escape in notes or reviewer: the keyboard goes back to the findings
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.buttons = {}
-        lay = QHBoxLayout(self)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
         for key, label in enumerate(LABELS, start=1):
             b = QPushButton(f"{key}  {LABEL_WORDS[label]}")
+            b.setCheckable(True)  # down: the label the casebook has for the selected finding
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # a click leaves the keyboard where it was
             b.clicked.connect(lambda _=False, lab=label: self.label_requested.emit(lab))
             b.setEnabled(False)
             self.buttons[label] = b
-            lay.addWidget(b)
-        self.undo = QPushButton("Undo label (Ctrl+Z)")
-        self.undo.setToolTip("Take back the last label you gave (the casebook keeps the history).")
+            top.addWidget(b)
+        self.agree = QPushButton("Enter  Agree")
+        self.agree.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.agree.setToolTip("Label the selected finding as the suggestion says (a likeness? suggestion becomes "
+                              "Likeness only). The label is yours all the same.")
+        self.agree.setEnabled(False)
+        self.agree.clicked.connect(self.agree_requested)
+        top.addWidget(self.agree)
+        self.undo = QPushButton("Ctrl+Z  Undo")
+        self.undo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.undo.setToolTip("Take back the last label given here (the casebook keeps the history).")
         self.undo.clicked.connect(self.undo_requested)
         self.undo.setEnabled(False)
-        lay.addWidget(self.undo)
-        self.notes = QLineEdit()
-        self.notes.setPlaceholderText("notes for this finding")
-        self.notes.setToolTip("Saved with the label.")
-        self.reviewer = QLineEdit()
+        top.addWidget(self.undo)
+        self.state = PlainLabel("")  # the selected finding's label, as the casebook has it
+        self.state.setAccessibleName("Label of the selected finding")
+        self.state.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        top.addWidget(self.state, 1)
+        self.notes = CommitLineEdit()
+        self.notes.setPlaceholderText("notes for this finding (N to type, Enter saves)")
+        self.notes.setToolTip("Saved to the casebook when you press Enter (Escape: keep the saved notes); also "
+                              "saved with the next label.")
+        self.notes.setAccessibleName("Notes")
+        self.notes.setEnabled(False)
+        self.notes.committed.connect(self.notes_committed)
+        self.notes.done.connect(self.done_typing)
+        self.reviewer = CommitLineEdit()
         self.reviewer.setPlaceholderText("your name")
         self.reviewer.setToolTip("Recorded with every label you give.")
-        self.reviewer.setMaximumWidth(140)
-        lay.addWidget(QLabel("Notes"))
-        lay.addWidget(self.notes, 1)
-        lay.addWidget(QLabel("Reviewer"))
-        lay.addWidget(self.reviewer)
-        self.state = PlainLabel("")
-        self.state.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        lay.addWidget(self.state)
+        self.reviewer.setAccessibleName("Reviewer")
+        self.reviewer.setMaximumWidth(160)
+        self.reviewer.textChanged.connect(self.reviewer_changed)  # the name in force is the one shown
+        self.reviewer.done.connect(self.done_typing)
+        self._saved_notes = ""
+        self.notes.escaped.connect(lambda: self.notes.setText(self._saved_notes))
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.addWidget(QLabel("Notes"))
+        bottom.addWidget(self.notes, 1)
+        bottom.addWidget(QLabel("Reviewer"))
+        bottom.addWidget(self.reviewer)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.setSpacing(2)
+        lay.addLayout(top)
+        lay.addLayout(bottom)
         self.set_role(None)
+
+    def render(self, state) -> None:
+        """Show ``state`` (an ``InspectorModel.label_bar_state``): never an old label."""
+        for label, b in self.buttons.items():
+            b.setEnabled(state.enabled)
+            b.setChecked(state.enabled and state.label == label)
+        self.agree.setEnabled(state.enabled and state.agree_label is not None)
+        self.agree.setText(f"Enter  Agree: {LABEL_WORDS[state.agree_label]}" if state.agree_label else
+                           "Enter  Agree")
+        self.undo.setEnabled(state.undo_enabled)
+        self.undo.setToolTip(plain_tooltip(state.undo_text or "Nothing to undo here yet."))
+        self.state.setText(state.text)
+        self.notes.setEnabled(state.enabled)
+        self._saved_notes = state.notes
+        if not self.notes.hasFocus():  # what the person is typing stays until Enter or Escape
+            self.notes.setText(state.notes)
+
+    def set_reviewer(self, name: str) -> None:
+        if self.reviewer.text().strip() != name:  # a space being typed stays
+            self.reviewer.setText(name)
 
     def set_role(self, role: str | None) -> None:
         """Explain the labels in the words of the index's role: training images, or your reference images."""
@@ -200,3 +283,4 @@ class LabelBar(QWidget):
     def set_enabled(self, on: bool) -> None:
         for b in self.buttons.values():
             b.setEnabled(on)
+        self.notes.setEnabled(on)

@@ -9,7 +9,7 @@ display. Every widget in ``inspector.gui`` that shows such a string goes through
 - :func:`plain_tooltip` for tooltips, including item models' ``ToolTipRole`` (tooltips have no text-format
   switch, so the text is escaped and wrapped as rich text that shows exactly the characters given);
 - :func:`escape` for the few labels that compose their own markup around a data string;
-- :func:`ask` / :func:`tell` for message boxes.
+- :func:`ask` / :func:`tell` / :func:`inform` for message boxes.
 """
 
 from __future__ import annotations
@@ -67,3 +67,13 @@ def tell(parent: QWidget | None, title: str, text: str) -> None:
     box = _box(parent, QMessageBox.Icon.Warning, title, text)
     box.addButton(QMessageBox.StandardButton.Ok)
     box.exec()
+
+
+def inform(parent: QWidget | None, title: str, text: str) -> QMessageBox:
+    """An information box with one OK button, shown as plain text and without blocking (``open``): returns the
+    box, which closes itself when OK is pressed."""
+    box = _box(parent, QMessageBox.Icon.Information, title, text)
+    box.addButton(QMessageBox.StandardButton.Ok)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box

@@ -21,9 +21,10 @@ class DistanceStrip(QWidget):
         self.values: list[float] = []
         self.clique: tuple[int, int, bool] | None = None  # size, n, flagged
         self.wen: float | None = None
-        self.setMinimumHeight(46)
+        self.setMinimumHeight(60)  # the marks, then up to two lines of words
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self._extra = ""
+        self.line: str | None = None
         self.set_role(None)
 
     def set_role(self, role: str | None) -> None:
@@ -52,7 +53,15 @@ class DistanceStrip(QWidget):
         self.wen = wen
         self.update()
 
+    def set_line(self, text: str | None) -> None:
+        """The words under the marks (``InspectorModel.summary_line``: near copies, the clique and why it may be
+        smaller, the Wen score); None: counted from the marks here."""
+        self.line = text
+        self.update()
+
     def summary_text(self) -> str:
+        if self.line is not None:
+            return self.line
         near = sum(v <= THRESHOLD for v in self.values)
         parts = [f"{near} of {len(self.values)} near copies"]
         if self.clique:
@@ -84,6 +93,7 @@ class DistanceStrip(QWidget):
             x = x_of(v)
             p.drawLine(QPointF(x, axis_y - 6), QPointF(x, axis_y + 6))
         p.setPen(self.palette().text().color())
-        p.drawText(QRectF(left, axis_y + 8, right - left, h - axis_y - 8), Qt.AlignmentFlag.AlignLeft,
+        p.drawText(QRectF(left, axis_y + 8, right - left, h - axis_y - 8),
+                   int(Qt.AlignmentFlag.AlignLeft) | int(Qt.TextFlag.TextWordWrap),
                    self.summary_text() + f"   (axis: nearest tiled l2, 0 to {MAX_SHOWN})")
         p.end()

@@ -78,6 +78,15 @@ class Neighbour:
     #: Where ``caption`` came from, in words: "the .json sidecar's 'caption'", "the .txt sidecar",
     #: "the parquet column 'txt'", "the file name"; None when not recorded.
     caption_source: str | None = None
+    #: The generation's likeness score from the index's image embedder, the same on every neighbour of one
+    #: generation: the cosine similarity s in [-1, 1] such that ``likeness_k`` training images (duplicates
+    #: counted, any of them, not only these four) are at least s similar to it
+    #: (inspector.training_index.semantic.likeness_score). None without an embedder.
+    likeness_score: float | None = None
+    #: The embedder's own threshold for ``likeness_score`` (calibrated on held-out images and recorded in the
+    #: index manifest, or 0.9 for an embedder without calibration), and its k.
+    likeness_threshold: float | None = None
+    likeness_k: int | None = None
 
     def comparison_pixels(self) -> Any:
         """The training image exactly as compared (uint8 array), from ``pixels`` or ``pixels_png``; None when

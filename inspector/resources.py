@@ -25,5 +25,10 @@ def demo_training_dir() -> Path:
     return resource_path("demo", "training")
 
 
+def demo_embedder_dir() -> Path:
+    """The demo's image embedder: a tiny CLIP vision tower trained on the demo world (inspector/demo/embedder.py)."""
+    return resource_path("demo", "embedder")
+
+
 def demo_prompts_file() -> Path:
     return resource_path("demo", "prompts.json")

@@ -148,6 +148,9 @@ class PromptSummary:
     index: dict[str, Any] | None = None
     #: The casebook run this inspection was recorded as (:mod:`inspector.runs`), when it was.
     run_id: int | None = None
+    #: When the model ships an image embedder the index does not use (:func:`embedder_note`), else "";
+    #: also one of ``notes``.
+    embedder_note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         from inspector.prompt_words import PromptWords
@@ -332,9 +335,9 @@ def summarize_prompt(
     summary.notes.extend(summary.words.notes())
     if index_source is not None:
         summary.index = INDEXES.get(index_source).identity()
-        note = embedder_note(MODELS.get(model_source), INDEXES.get(index_source))
-        if note:
-            summary.notes.append(note)
+        summary.embedder_note = embedder_note(MODELS.get(model_source), INDEXES.get(index_source))
+        if summary.embedder_note:
+            summary.notes.append(summary.embedder_note)
     elif items:
         summary.index = items[0].index
     if len(items) >= 2:

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--size", type=int, default=None, metavar="PX",
                    help="side of the comparison square in pixels (default 256; the demo model uses 32)")
     b.add_argument("--clip", metavar="MODEL", default=None,
-                   help="also store CLIP image embeddings from a local model folder or cached Hub id")
+                   help="also store image embeddings (the likeness signal) from a local CLIP folder or cached "
+                        "Hub id, or a Stable Diffusion 1.x folder (its safety checker's CLIP tower)")
     b.add_argument("--allow-pickle", action="store_true",
                    help="--clip: accept a model whose weights are only a pickle (pytorch_model.bin), read with "
                         "torch's weights-only loader (refused by default: unpickling can run code)")

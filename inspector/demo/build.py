@@ -24,7 +24,8 @@ def library_versions() -> dict[str, str]:
 
 
 def build(out: Path, cfg: TrainConfig | None = None, log=print) -> Path:
-    """Write the whole demo world into ``out`` and return it. Takes about 90 minutes on two CPU cores."""
+    """Write the whole demo world into ``out`` and return it: training set, model, image embedder (its own step:
+    :func:`inspector.demo.embedder.build_embedder`), prompts and report. Takes about two hours on two CPU cores."""
     cfg = cfg or TrainConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,9 @@ def build(out: Path, cfg: TrainConfig | None = None, log=print) -> Path:
         }
     )
     (out / "training_record.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    from inspector.demo.embedder import EmbedderConfig, build_embedder
+
+    build_embedder(out, EmbedderConfig(seed=cfg.seed), log=log)
     from inspector.demo.report import write_report
 
     write_report(out)

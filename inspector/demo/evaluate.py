@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +92,52 @@ def evaluate(model_dir: Path, training: Path, seeds: int = 16, steps: int = 25,
             report["prompts"].append(row)
     report["timing"] = timing
     return report
+
+
+def evaluate_suggestions(demo: Path, seeds: int = 16, index: Any = None) -> dict:
+    """The app's suggested verdicts for each demo prompt, through the app's own path: the demo model sampled by
+    :func:`inspector.generation.generate` (seeds 0 .. seeds - 1), each image's four nearest from an index of
+    ``demo/training`` built with the demo's image embedder, and :func:`inspector.extraction.suggest_verdict`.
+
+    ``index``: an open index to use (e.g. the cached demo index); by default one is built in a temporary folder.
+    Returns per prompt the count of each suggested verdict and the likeness scores (cosine, in [-1, 1]).
+    """
+    import tempfile
+
+    from inspector.generation import load_model
+    from inspector.training_index import DEMO_COMPARISON_SIZE, TrainingIndex, build_index
+
+    demo = Path(demo)
+    model = load_model(str(demo / "model"))
+    if index is not None:
+        return _suggestion_counts(model, index, seeds)
+    with tempfile.TemporaryDirectory(prefix="demo-index-") as tmp:
+        build_index(demo / "training", Path(tmp) / "index", comparison_size=DEMO_COMPARISON_SIZE,
+                    clip=demo / "embedder")
+        with TrainingIndex.open(Path(tmp) / "index", semantic=True) as built:
+            return _suggestion_counts(model, built, seeds)
+
+
+def _suggestion_counts(model: Any, index: Any, seeds: int) -> dict:
+    from inspector.extraction import suggest_verdict
+    from inspector.generation import GenerationRequest, generate
+
+    started = time.perf_counter()
+    rows = []
+    threshold = None
+    for kind, prompts in world.PROMPTS.items():
+        for prompt in prompts:
+            counts = {"memorized": 0, "likeness?": 0, "novel": 0}
+            scores = []
+            for generated in generate(model, GenerationRequest(prompt, n=seeds, seed=0)):
+                [neighbours] = index.query([np.asarray(generated.image.convert("RGB"))], k=4)
+                counts[suggest_verdict(neighbours, role=index.role).verdict] += 1
+                scores.append(neighbours[0].likeness_score)
+                threshold = neighbours[0].likeness_threshold
+            rows.append({"prompt": prompt, "kind": kind, "seeds": seeds, **counts,
+                         "likeness_scores": [None if v is None else round(v, 4) for v in scores]})
+    return {"seeds": seeds, "likeness_threshold": threshold, "prompts": rows,
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from inspector.heatmap import font
+from inspector.metrics import EXTRACTION_THRESHOLD
 
 
 def loss_curve(points: list[tuple[int, float]], width: int = 640, height: int = 320) -> Image.Image:
@@ -77,11 +78,59 @@ def write_report(demo: Path) -> None:
     if (demo / "evaluation.json").exists():
         ev = json.loads((demo / "evaluation.json").read_text(encoding="utf-8"))
         lines += ["## What the model does with each demo prompt", "", _evaluation_table(ev), ""]
+    if (demo / "embedder" / "training_record.json").exists():
+        lines += _embedder_section(demo)
     (demo / "TRAINING.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+def _embedder_section(demo: Path) -> list[str]:
+    """The image embedder's recipe, cost, calibration and the verdicts the app suggests with it."""
+    from inspector.demo.embedder import INPUT_SIZE
+
+    record = json.loads((demo / "embedder" / "training_record.json").read_text(encoding="utf-8"))
+    likeness = json.loads((demo / "embedder" / "likeness.json").read_text(encoding="utf-8"))
+    cfg = record["config"]
+    held = likeness["held_out"]
+    size = sum(f.stat().st_size for f in (demo / "embedder").iterdir() if f.is_file())
+    lines = [
+        "## Image embedder (the likeness signal)",
+        "",
+        "`embedder/` is a CLIP vision tower (`CLIPVisionModelWithProjection`, loaded by the same code as any CLIP "
+        "model) trained by `inspector demo build --embedder-only` to tell one image from another: SimCLR's "
+        "NT-Xent loss on two strong augmentations of each image (random resized crops, flips, colour jitter, "
+        "blur, noise), the recipe of copy-detection embedders such as SSCD.",
+        "",
+        f"- architecture: {cfg['num_hidden_layers']} layers, width {cfg['hidden_size']}, {cfg['patch_size']} px "
+        f"patches on {INPUT_SIZE} px images, {cfg['projection_dim']}-value embedding; {record['parameters']:,} parameters, "
+        f"{size / 1e6:.1f} MB on disk",
+        f"- training: {record['images']} unique images ({record['held_out_images']} more held out), "
+        f"{record['steps_done']} steps of {cfg['batch_size']} images (two views each), AdamW lr "
+        f"{cfg['learning_rate']}, temperature {cfg['temperature']}, seed {cfg['seed']}, {cfg['threads']} thread; "
+        f"{record['wall_seconds'] / 60:.1f} min on a shared two-core CPU",
+        f"- final loss (mean of the last 50 steps): {record['loss'][-1][1]:.3f}" if record["loss"] else "",
+        f"- likeness threshold {likeness['threshold']} on the score \"{likeness['score']}\", calibrated on "
+        f"held-out images ({likeness['rule']}): {held['true_positive_rate']:.0%} of {held['positives']} held-out "
+        f"crops of the cat above it, {held['false_positive_rate']:.0%} of {held['negatives']} held-out "
+        "procedural images",
+        "",
+    ]
+    if (demo / "suggestions.json").exists():
+        ev = json.loads((demo / "suggestions.json").read_text(encoding="utf-8"))
+        lines += [f"Suggested verdicts with the demo index (seeds 0-{ev['seeds'] - 1}, the app's own path):", "",
+                  "| prompt | kind | memorized | likeness? | novel | likeness scores (min-max) |",
+                  "|---|---|---|---|---|---|"]
+        for r in ev["prompts"]:
+            scores = [v for v in r["likeness_scores"] if v is not None]
+            span = f"{min(scores):.3f}-{max(scores):.3f}" if scores else "-"
+            lines.append(f"| {r['prompt']} | {r['kind']} | {r['memorized']} | {r['likeness?']} | {r['novel']} | "
+                         f"{span} |")
+        lines.append("")
+    return lines
+
+
 def _evaluation_table(ev: dict) -> str:
-    rows = ["| prompt | kind | seeds | within 0.15 of its training image | nearest shows the subject | median tiled l2 |",
+    rows = [f"| prompt | kind | seeds | within {EXTRACTION_THRESHOLD:g} of its training image | nearest shows the "
+            "subject | median tiled l2 |",
             "|---|---|---|---|---|---|"]
     for r in ev["prompts"]:
         rows.append(

@@ -46,6 +46,9 @@ def __getattr__(name: str) -> Any:
 
 #: The demo model's native size (inspector.demo.train.NATIVE_SIZE, not imported here because it needs torch).
 DEMO_COMPARISON_SIZE = 32
+#: Part of the demo index's cache key: raised when a cached demo index must be built again (2: built with the
+#: demo's image embedder, so a demo index cached without embeddings is not reused).
+DEMO_INDEX_VERSION = 2
 
 __all__ = [
     "DEFAULT_COMPARISON_SIZE",
@@ -81,18 +84,28 @@ def demo_index(cache_dir: str | os.PathLike | None = None, progress: Any = None)
     progress
         Called with each :class:`BuildProgress` when the index has to be built.
     """
-    from inspector.resources import demo_training_dir
+    from inspector.resources import demo_embedder_dir, demo_training_dir
     from inspector.training_index.ingest import build_index
     from inspector.training_index.search import TrainingIndex
 
     training = demo_training_dir()
     if not training.is_dir():
         raise TrainingIndexError(f"the demo training set is missing ({training}): run inspector demo build")
+    # The demo's own image embedder gives the index its likeness signal, with nothing to download.
+    embedder = demo_embedder_dir()
+    clip = embedder if (embedder / "config.json").is_file() else None
     if cache_dir is None:
         import platformdirs
 
         cache_dir = platformdirs.user_cache_dir("memorization-inspector")
-    folder = Path(cache_dir) / f"demo-index-{_fingerprint(training)}"
+    # A new training set, embedder or embedder location (the manifest names its folder) gets a new index. The
+    # embedder's few small files are hashed whole: retrained weights keep their size.
+    key = hashlib.sha256(f"{DEMO_INDEX_VERSION}\n{_fingerprint(training)}\n{clip}\n".encode(
+        "utf-8", "surrogateescape"))
+    for path in sorted(clip.iterdir()) if clip else ():
+        if path.is_file():
+            key.update(path.name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    folder = Path(cache_dir) / f"demo-index-{key.hexdigest()[:12]}"
     try:
         index = TrainingIndex.open(folder)
         if index.has_caption_search:
@@ -101,5 +114,5 @@ def demo_index(cache_dir: str | os.PathLike | None = None, progress: Any = None)
     except TrainingIndexError:
         pass  # not built yet, or interrupted: build or resume it below
     build_index(training, folder, resume=True, comparison_size=None if (folder / "manifest.json").exists()
-                else DEMO_COMPARISON_SIZE, progress=progress)
+                else DEMO_COMPARISON_SIZE, progress=progress, clip=clip)
     return TrainingIndex.open(folder)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from inspector.errors import UserError
+from inspector.progress import Progress, ProgressCallback, no_progress
 from inspector.session import (
     INDEXES,
+    LOADING_INDEX,
+    LOADING_MODEL,
     MODELS,
     Inspected,
     InspectRequest,
@@ -28,6 +32,17 @@ from inspector.session import (
     finding_from,
     inspect_prompt,
 )
+
+#: The stage of the event that says a run is on the record.
+RECORDING = "recording the run"
+
+
+@dataclass(frozen=True)
+class RunStarted(Progress):
+    """The progress event sent once an inspection's run is on the record: ``run_id`` is its casebook id."""
+
+    run_id: int | None = None
+
 
 #: The provenance fields a finished run adds to its settings: what sampling actually used.
 SAMPLED_SETTINGS = ("steps", "guidance", "batch_size", "batch_invariant", "width", "height")
@@ -49,13 +64,13 @@ def request_settings(request: InspectRequest, model: Any = None) -> dict[str, An
 
 def start_run_for(book: Any, kind: str, model_source: str, index_source: str, request: InspectRequest, *,
                   reviewer: str = "", extra_settings: dict[str, Any] | None = None,
-                  progress: Callable[[dict], None] | None = None) -> int:
+                  progress: ProgressCallback | None = None) -> int:
     """Start the casebook run of an inspection (the model and index loaded now, through the session's caches,
     so that the run names them exactly; ``progress`` hears the loading stages); return its id."""
-    report = progress or (lambda _info: None)
-    report({"stage": "loading model", "done": 0, "n": request.n})
+    report = progress or no_progress
+    report(Progress(LOADING_MODEL, total=request.n))
     model = MODELS.get(model_source)
-    report({"stage": "loading index", "done": 0, "n": request.n})
+    report(Progress(LOADING_INDEX, total=request.n))
     index = INDEXES.get(index_source, progress=report)
     identity = model.identity
     return book.start_run(
@@ -113,7 +128,7 @@ def recorded_inspection(
     kind: str,
     reviewer: str = "",
     cancel: threading.Event | None = None,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Iterator[Inspected | PromptSummary]:
     """:func:`inspector.session.inspect_prompt`, on the record: a run in the casebook at ``casebook_path``
     (created when missing), every generation an unlabeled finding linked to it as soon as it is made (its
@@ -121,18 +136,18 @@ def recorded_inspection(
     label and notes come with it), and the run finished with the summary's counts.
 
     A run stopped early (``cancel``, the consumer closing this generator, or an error) is finished with what
-    was made, marked cancelled or with the error in words. ``progress`` also receives ``{"stage": "recording the
-    run", "run_id": id}`` once the run is on the record. The yielded summary carries ``run_id``.
+    was made, marked cancelled or with the error in words. ``progress`` also receives a :class:`RunStarted`
+    event (with the run's id) once the run is on the record. The yielded summary carries ``run_id``.
     """
     from inspector.casebook import Casebook
 
     if not request.prompt.strip():
         raise UserError("type a prompt first")
-    report = progress or (lambda _info: None)
+    report = progress or no_progress
     with Casebook.open(casebook_path) as book:  # first: a casebook that cannot be written fails at once
         run_id = start_run_for(book, kind, model_source, index_source, request, reviewer=reviewer,
                                progress=report)
-        report({"stage": "recording the run", "run_id": run_id, "done": 0, "n": request.n})
+        report(RunStarted(RECORDING, total=request.n, message=f"run #{run_id}", run_id=run_id))
         items: list[Inspected] = []
         finished = False
         try:

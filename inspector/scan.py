@@ -25,15 +25,15 @@ without its JSON (the kill fell between the two) is made again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from typing import Any
 from inspector.errors import UserError
 from inspector.fileio import write_atomic
 from inspector.findings import NOVEL, SUGGESTIONS
+from inspector.progress import SAMPLING, Progress, ProgressCallback, format_duration, no_progress
 from inspector.prompt_files import load_prompt_file, read_prompts
 from inspector.resources import DEMO
 from inspector.session import (
@@ -77,6 +78,38 @@ def candidates(items: list[Inspected], summary: PromptSummary, limit: int = MAX_
         if item not in chosen:
             chosen.append(item)
     return chosen[:limit]
+
+
+#: The stages of a scan's own events (the rest are one inspection's, :data:`inspector.session.STAGES`).
+PLAN, ESTIMATE, PROMPT_DONE = "plan", "estimate", "prompt done"
+
+
+@dataclass(frozen=True)
+class ScanProgress(Progress):
+    """A scan's progress event. ``stage``: :data:`PLAN` once at the start, :data:`ESTIMATE` once the first
+    image's sampling speed is measured, one inspection's stages for the prompt in work, :data:`PROMPT_DONE`
+    after each prompt. ``done`` / ``total`` count the images of the prompt in work (those an earlier run
+    recorded included; for the plan, the images this run has to make); ``step`` / ``steps`` the denoising step
+    of the image in work; ``fraction`` and ``eta_s`` are the whole scan's; ``message`` names the prompt
+    ("prompt 3/40") or the plan ("40 prompts x 16 images")."""
+
+    prompt: str = ""
+    prompt_index: int | None = None  # 0-based, in the distinct prompts
+    prompts: int = 0  # distinct prompts in the scan
+    finished: int = 0  # prompts an earlier run finished (plan)
+    recorded: int = 0  # images of unfinished prompts an earlier run recorded (plan)
+    images_left: int = 0  # images this run has to make (as planned)
+    prompts_left: int = 0  # prompts this run has to finish (as planned)
+    seconds_per_step: float | None = None  # measured on the first image (estimate)
+    result: dict[str, Any] | None = None  # the prompt's result (prompt done)
+
+
+def _share(clock: ScanClock, in_image: float = 0.0) -> float | None:
+    """The scan's share done: images made by this run (and ``in_image`` of the one in work) over those it has
+    to make; None when it has none to make."""
+    if clock.images_left <= 0:
+        return None
+    return min(1.0, (clock.images_made + in_image) / clock.images_left)
 
 
 def scan_settings(*, model: str = DEMO, index: str = DEMO, n: int = N_DEFAULT, seed: int = 0,
@@ -291,7 +324,7 @@ def scan(
     resume: bool = False,
     prompts_file: str | os.PathLike = "",
     cancel: threading.Event | None = None,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Scan each prompt; yield one result dict per distinct prompt, in order.
 
@@ -300,11 +333,9 @@ def scan(
     denoising step (the image in progress is dropped, every recorded one is kept) and yields
     :func:`unfinished_result` for the prompt in progress and each one after it.
 
-    ``progress`` receives dicts: ``{"stage": "plan", "prompts", "finished", "n", "recorded", "images_left"}``
-    once at the start; the stages of :func:`inspector.session.inspect_prompt` with ``"prompt"``,
-    ``"prompt_index"``, ``"total"``, ``"scan_eta"`` (seconds or None) added; ``{"stage": "estimate", "eta",
-    "images_left", "prompts_left", "seconds_per_step", "steps"}`` once, as soon as the first image's sampling
-    speed is measured; and ``{"stage": "prompt done", ...}`` with the result.
+    ``progress`` receives :class:`ScanProgress` events: "plan" once at the start; the stages of
+    :func:`inspector.session.inspect_prompt` for the prompt in work; "estimate" once, as soon as the first
+    image's sampling speed is measured; "prompt done" with the prompt's result.
     """
     for prompt in prompts[:1]:  # the numbers, before a folder is made or a model loads
         InspectRequest(prompt=prompt, n=n, seed=seed, steps=steps, guidance=guidance).validate()
@@ -313,27 +344,34 @@ def scan(
     if state.started() and not resume:
         raise UserError(f"a scan of these prompts with these settings was started before: add --resume to "
                         f"continue it, or delete {state.folder} to start again")
-    report = progress or (lambda _i: None)
+    report = progress or no_progress
     finished = {p: r for p in prompts if (r := state.result(p)) is not None}
     recorded = {p: len(state.recorded(p)) for p in prompts if p not in finished}
     images_left = sum(n - k for k in recorded.values())
-    report({"stage": "plan", "prompts": len(prompts), "finished": len(finished), "n": n,
-            "recorded": sum(recorded.values()), "images_left": images_left})
+    report(ScanProgress(PLAN, total=images_left, fraction=0.0 if images_left else 1.0,
+                        message=f"{len(prompts)} prompts x {n} images", prompts=len(prompts),
+                        finished=len(finished), recorded=sum(recorded.values()), images_left=images_left,
+                        prompts_left=len(recorded)))
     clock = ScanClock(images_left=images_left, prompts_left=len(recorded))
     attempt = uuid.uuid4().hex[:12]
     estimated = False
 
-    def forward(info: dict, k: int, prompt: str) -> None:
+    def forward(event: Progress, k: int, prompt: str) -> None:
         nonlocal estimated
-        if info.get("stage") == "sampling" and info.get("step") and info.get("done") != info.get("n"):
-            clock.on_step(clock.images_made, info["step"], info["steps"], time.monotonic())
+        sampling = event.stage == SAMPLING and bool(event.step) and bool(event.steps)
+        if sampling and event.done != event.total:
+            clock.on_step(clock.images_made, event.step, event.steps, time.monotonic())
             if not estimated and clock.seconds_per_step is not None and (
-                    info["step"] >= min(info["steps"], 3) or info["steps"] == 1):
+                    event.step >= min(event.steps, 3) or event.steps == 1):
                 estimated = True
-                report({"stage": "estimate", "eta": clock.eta(), "images_left": clock.images_left,
-                        "prompts_left": clock.prompts_left, "seconds_per_step": clock.seconds_per_step,
-                        "steps": clock.steps})
-        report({**info, "prompt": prompt, "prompt_index": k, "total": len(prompts), "scan_eta": clock.eta()})
+                report(ScanProgress(ESTIMATE, steps=clock.steps, fraction=_share(clock), eta_s=clock.eta(),
+                                    prompts=len(prompts), images_left=clock.images_left,
+                                    prompts_left=clock.prompts_left, seconds_per_step=clock.seconds_per_step))
+        in_image = event.step / event.steps if sampling and event.done != event.total else 0.0
+        report(ScanProgress(event.stage, done=event.done, total=event.total, step=event.step, steps=event.steps,
+                            fraction=_share(clock, in_image), eta_s=clock.eta(),
+                            message=f"prompt {k + 1}/{len(prompts)}", prompt=prompt, prompt_index=k,
+                            prompts=len(prompts), images_left=clock.images_left, prompts_left=clock.prompts_left))
 
     for k, prompt in enumerate(prompts):
         if prompt in finished:
@@ -349,8 +387,10 @@ def scan(
             yield from _unfinished(state, prompts[k:], n)
             return
         clock.on_prompt(time.monotonic())
-        report({**result, "stage": "prompt done", "prompt_index": k, "total": len(prompts),
-                "scan_eta": clock.eta()})
+        report(ScanProgress(PROMPT_DONE, done=result["generated"], total=n, fraction=_share(clock),
+                            eta_s=clock.eta(), message=f"prompt {k + 1}/{len(prompts)}", prompt=prompt,
+                            prompt_index=k, prompts=len(prompts), images_left=clock.images_left,
+                            prompts_left=clock.prompts_left, result=result))
         yield result
 
 
@@ -361,7 +401,7 @@ def _unfinished(state: ScanState, prompts: list[str], n: int) -> Iterator[dict[s
 
 
 def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attempt: str, clock: ScanClock,
-                 cancel: threading.Event | None, progress: Callable[[dict], None]) -> dict[str, Any] | None:
+                 cancel: threading.Event | None, progress: ProgressCallback) -> dict[str, Any] | None:
     """Make the prompt's missing generations, recording each; then its summary and candidates. None when the
     scan was stopped before the prompt finished."""
     model, index = settings["model"], settings["index"]
@@ -374,8 +414,8 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
     records: dict[int, dict[str, Any]] = dict(have)
     run_id = _prompt_run(state, prompt, request, progress)
     if missing:
-        def forward(info: dict) -> None:  # counts of the whole prompt, not only of this run's seeds
-            progress({**info, "prompt_done": len(have) + info.get("done", 0), "prompt_n": request.n})
+        def forward(event: Progress) -> None:  # counts of the whole prompt, not only of this run's seeds
+            progress(dataclasses.replace(event, done=len(have) + event.done, total=request.n))
 
         for item in inspect_generations(model, index, request, seeds=missing, cancel=cancel, progress=forward):
             records[item.seed] = state.record_generation(prompt, item, attempt)
@@ -429,7 +469,7 @@ def record_candidates(state: ScanState, items: list[Inspected], summary: PromptS
     return pairs
 
 
-def _prompt_run(state: ScanState, prompt: str, request: InspectRequest, progress: Callable[[dict], None]) -> int:
+def _prompt_run(state: ScanState, prompt: str, request: InspectRequest, progress: ProgressCallback) -> int:
     """The prompt's run in the casebook: the one a killed scan left unfinished (same prompt, same scan), or a
     new one. A scan keeps one run per prompt, its candidates as findings, never its 500 images."""
     from inspector.casebook import Casebook
@@ -468,12 +508,3 @@ def _provenance(png: bytes) -> dict[str, Any]:
     from inspector.provenance import read_provenance
 
     return read_provenance(png)
-
-
-def format_duration(seconds: float) -> str:
-    """``about 40 s``, ``about 12 min``, ``about 3.4 h``."""
-    if seconds < 90:
-        return f"about {max(1, math.ceil(seconds))} s"
-    if seconds < 90 * 60:
-        return f"about {math.ceil(seconds / 60)} min"
-    return f"about {seconds / 3600:.1f} h"

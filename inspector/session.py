@@ -25,8 +25,12 @@ from inspector.extraction import (
     suggest_verdict,
 )
 from inspector.findings import UNLABELED, Finding, Neighbour
+from inspector.progress import SAMPLING, Progress, ProgressCallback, no_progress
 from inspector.resources import DEMO
 
+#: The stages of one inspection's progress events, in order (sampling is the generation engine's).
+LOADING_MODEL, LOADING_INDEX, CLIQUES, WEN = "loading model", "loading index", "finding cliques", "Wen score"
+STAGES = (LOADING_MODEL, LOADING_INDEX, SAMPLING, CLIQUES, WEN)
 #: The most neighbours one generation is shown with.
 MAX_NEIGHBOURS = 100
 
@@ -218,7 +222,7 @@ MODELS = _Cache(_load_model, drop=_release_model)
 INDEXES = _Cache(lambda key, **kw: open_index(key, **kw))
 
 
-def open_index(source: str, progress: Callable[[dict], None] | None = None) -> Any:
+def open_index(source: str, progress: ProgressCallback | None = None) -> Any:
     """Open a training index folder; ``demo`` opens the demo training set's index (built on first use into the
     user cache folder, or ``$INSPECTOR_CACHE_DIR``)."""
     import os
@@ -226,10 +230,10 @@ def open_index(source: str, progress: Callable[[dict], None] | None = None) -> A
     from inspector.training_index import TrainingIndex, demo_index
 
     if source == DEMO:
-        def building(event) -> None:
+        def building(event: Progress) -> None:
             if progress is not None:
-                progress({"stage": "building the demo index (first use only)", "done": event.files_done,
-                          "n": None, "fraction": event.fraction, "eta": event.eta_s})
+                progress(Progress("building the demo index (first use only)", done=event.done,
+                                  fraction=event.fraction, eta_s=event.eta_s))
 
         return demo_index(os.environ.get("INSPECTOR_CACHE_DIR"), progress=building)
     path = Path(source)
@@ -251,13 +255,14 @@ def inspect_prompt(
     request: InspectRequest,
     *,
     cancel: threading.Event | None = None,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Iterator[Inspected | PromptSummary]:
     """Yield each generation as an :class:`Inspected` as soon as it and its neighbours are ready, then one
     :class:`PromptSummary` (clique, Wen score). Stops early, keeping what was yielded, when ``cancel`` is set.
 
-    ``progress`` receives dicts: ``{"stage": "loading model" | "loading index" | "sampling" | "cliques" | "wen",
-    "done": images done, "n": n, "step": step, "steps": steps, "eta": seconds or None}``.
+    ``progress`` receives :class:`inspector.progress.Progress` events, ``stage`` one of :data:`STAGES` in
+    order ("sampling" is the generation engine's own event: images ``done`` of ``total``, ``step`` of
+    ``steps``, ``fraction``, ``eta_s``).
     """
     items: list[Inspected] = []
     for item in inspect_generations(model_source, index_source, request, cancel=cancel, progress=progress):
@@ -275,7 +280,7 @@ def inspect_generations(
     *,
     seeds: list[int] | None = None,
     cancel: threading.Event | None = None,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Iterator[Inspected]:
     """The generations of :func:`inspect_prompt` without the prompt-level summary.
 
@@ -286,17 +291,13 @@ def inspect_generations(
     from inspector.generation import generate
 
     request.validate()  # before the model loads: a wrong number is refused in a moment, not after seconds
-    report = progress or (lambda _info: None)
-    report({"stage": "loading model", "done": 0, "n": request.n})
+    report = progress or no_progress
+    report(Progress(LOADING_MODEL, total=request.n))
     model = MODELS.get(model_source)
-    report({"stage": "loading index", "done": 0, "n": request.n})
+    report(Progress(LOADING_INDEX, total=request.n))
     INDEXES.get(index_source, progress=report)  # loaded (or built) now, so the first image waits for nothing
     gen_request = request.generation_request(seeds)
-
-    def on_step(done: int, n: int, step: int, steps: int, eta: float | None) -> None:
-        report({"stage": "sampling", "done": done, "n": n, "step": step, "steps": steps, "eta": eta})
-
-    for generated in generate(model, gen_request, progress=on_step, cancel=cancel):
+    for generated in generate(model, gen_request, progress=report, cancel=cancel):
         position = generated.index if seeds is None else generated.seed - request.seed
         item = inspect_image(index_source, request, position, generated.seed, _to_array(generated.image),
                              generated.png, generated.provenance)
@@ -321,14 +322,14 @@ def summarize_prompt(
     items: list[Inspected],
     *,
     cancelled: bool = False,
-    progress: Callable[[dict], None] | None = None,
+    progress: ProgressCallback | None = None,
     index_source: str | None = None,
 ) -> PromptSummary:
     """The prompt as a whole over ``items`` (in position order): the words the model cannot read and, with
     ``index_source``, how the prompt matches the index's captions (:func:`prompt_word_facts`); the largest
     near-identical clique (marking its members ``in_clique``) and, unless cancelled or ``request.wen`` is off,
     the Wen score."""
-    report = progress or (lambda _info: None)
+    report = progress or no_progress
     summary = PromptSummary(prompt=request.prompt, n=len(items), nearest=[strip_value(i) for i in items],
                             clique=None, cancelled=cancelled)
     summary.words = prompt_word_facts(model_source, index_source, request.prompt)
@@ -341,13 +342,13 @@ def summarize_prompt(
     elif items:
         summary.index = items[0].index
     if len(items) >= 2:
-        report({"stage": "cliques", "done": len(items), "n": request.n})
+        report(Progress(CLIQUES, done=len(items), total=request.n))
         summary.clique = largest_clique(pairwise_tiled_l2(np.stack([i.image for i in items])),
                                         request.clique_threshold)
         for k in summary.clique.members:
             items[k].in_clique = True
     if request.wen and not cancelled:
-        report({"stage": "wen", "done": len(items), "n": request.n})
+        report(Progress(WEN, done=len(items), total=request.n))
         summary.wen_score, summary.wen_tokens, note = prompt_wen_score(MODELS.get(model_source), request)
         if note:
             summary.notes.append(note)

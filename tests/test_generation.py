@@ -420,27 +420,32 @@ def test_the_same_request_gives_identical_pixels_and_explicit_seeds_pick_images(
 
 
 def test_images_stream_out_one_by_one_with_per_step_progress_and_an_eta(demo):
-    calls = []
-    stream = generate(demo, GenerationRequest("a cat", n=3, steps=4, batch_size=1),
-                      progress=lambda *args: calls.append(args))
-    assert calls == []  # nothing runs before the first next()
+    from inspector.progress import Progress
+
+    events: list[Progress] = []
+    stream = generate(demo, GenerationRequest("a cat", n=3, steps=4, batch_size=1), progress=events.append)
+    assert events == []  # nothing runs before the first next()
     first = next(stream)
-    assert first.seed == 0 and [c[:4] for c in calls] == [(0, 3, s, 4) for s in (1, 2, 3, 4)]
+    assert first.seed == 0
+    assert [(e.stage, e.done, e.total, e.step, e.steps) for e in events] == [("sampling", 0, 3, s, 4)
+                                                                             for s in (1, 2, 3, 4)]
     rest = list(stream)
     assert [i.seed for i in rest] == [1, 2]
-    assert calls[-1] == (3, 3, 4, 4, 0.0)
-    assert all(c[4] is not None and c[4] >= 0 for c in calls)
-    assert [c[0] for c in calls[4:8]] == [1] * 4
+    assert (events[-1].done, events[-1].step, events[-1].fraction, events[-1].eta_s) == (3, 4, 1.0, 0.0)
+    assert all(type(e) is Progress and e.eta_s is not None and e.eta_s >= 0 for e in events)
+    assert [e.done for e in events[4:8]] == [1] * 4
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[0] == pytest.approx(1 / 12)  # 1 step of 3 x 4
 
 
 def test_cancel_mid_batch_keeps_finished_images_and_stops_within_one_step(demo):
     cancel = threading.Event()
     steps_after_cancel = []
 
-    def progress(done, n, step, steps, eta):
+    def progress(event):
         if cancel.is_set():
-            steps_after_cancel.append(step)
-        if done == 2 and step == 2:
+            steps_after_cancel.append(event.step)
+        if event.done == 2 and event.step == 2:
             cancel.set()
 
     images = list(generate(demo, GenerationRequest("a red fox", n=6, steps=5, batch_size=2),
@@ -463,9 +468,9 @@ def test_cancel_from_another_thread_is_honoured(sd):
     cancel = threading.Event()
     seen = []
 
-    def progress(done, n, step, steps, eta):
-        seen.append((done, step))
-        if done == 1 and step == 1:
+    def progress(event):
+        seen.append((event.done, event.step))
+        if event.done == 1 and event.step == 1:
             other = threading.Thread(target=cancel.set)  # e.g. the GUI thread, on Esc
             other.start()
             other.join()
@@ -477,7 +482,7 @@ def test_cancel_from_another_thread_is_honoured(sd):
 
 
 def test_a_failing_progress_callback_raises_its_own_error(demo):
-    def progress(*args):
+    def progress(event):
         raise KeyError("from the callback")
 
     with pytest.raises(KeyError, match="from the callback"):

@@ -21,6 +21,7 @@ from inspector import metrics
 from inspector.cli import main
 from inspector.findings import Neighbour
 from inspector.images import canonical
+from inspector.progress import Progress
 from inspector.training_index import (
     BuildProgress,
     IndexBuilder,
@@ -346,6 +347,9 @@ def test_progress_reports_counts_rate_and_eta(folder, tmp_path):
     assert [e.files_done for e in ingesting] == sorted(e.files_done for e in ingesting)
     assert events[-1].files_done == 12 and events[-1].unique_images == 10 and events[-1].fraction == 1.0
     assert all(e.rate >= 0 and (e.eta_s is None or e.eta_s >= 0) for e in events)
+    # The one progress event: every command and the window draw it without knowing it is a build.
+    assert all(isinstance(e, Progress) and e.done == e.files_done for e in events)
+    assert [e.stage for e in events][-2:] == ["building the search index", "index built"]
 
 
 def test_the_manifest_documents_the_feature_versions_and_counts(folder, tmp_path):
@@ -379,7 +383,7 @@ def test_build_info_and_query_on_the_command_line(folder, tmp_path, capsys):
     assert main(["index", "build", str(folder), "--out", str(out), "--size", "32", "--workers", "1"]) == 0
     text = capsys.readouterr()
     assert "indexed 10 unique images from 12 files (2 exact duplicates)" in text.out
-    assert "files/s" in text.err and "ETA" in text.err  # the progress line
+    assert "index built: 12 files, 10 unique" in text.err and "files/s" in text.err  # the progress lines
 
     assert main(["index", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -344,8 +344,8 @@ def test_a_killed_scan_leaves_its_prompt_run_unfinished_and_the_resume_finishes_
     book_path = tmp_path / "casebook.db"
     kwargs = dict(n=3, steps=2, prompts_file=tmp_path / "prompts.txt")
 
-    def killer(info: dict) -> None:
-        if info.get("stage") == "sampling" and info.get("prompt_done", 0) >= 1:
+    def killer(event) -> None:
+        if event.stage == "sampling" and event.done >= 1:
             raise _Killed  # the second image is being made: the first one is recorded
 
     with pytest.raises(_Killed):

@@ -15,7 +15,7 @@ import pytest
 
 from inspector.errors import UserError
 from inspector.resources import demo_model_dir
-from inspector.scan import N_DEFAULT, ScanClock, read_prompts, scan
+from inspector.scan import N_DEFAULT, ScanClock, ScanProgress, read_prompts, scan
 
 needs_demo = pytest.mark.skipif(not (demo_model_dir() / "model_index.json").exists(), reason="no demo model")
 
@@ -122,30 +122,33 @@ def test_a_stopped_scan_keeps_each_image_made_and_resume_makes_only_the_rest(tmp
     book = tmp_path / "casebook.db"
     kwargs = dict(n=3, steps=2, prompts_file=tmp_path / "prompts.txt")
     cancel = threading.Event()
-    events: list[dict] = []
+    events: list[ScanProgress] = []
 
-    def stop_after_one_image_of_the_second_prompt(info: dict) -> None:
-        events.append(info)
-        if info["stage"] == "estimate":  # measured on the first image, before it is recorded
+    def stop_after_one_image_of_the_second_prompt(event: ScanProgress) -> None:
+        events.append(event)
+        if event.stage == "estimate":  # measured on the first image, before it is recorded
             assert not recorded_on_disk(book)
-        if info.get("prompt_index") == 1 and info.get("prompt_done", 0) >= 1:
+        if event.prompt_index == 1 and event.stage == "sampling" and event.done >= 1:
             cancel.set()
 
     first = list(scan(prompts, book, cancel=cancel, progress=stop_after_one_image_of_the_second_prompt, **kwargs))
     assert [r["complete"] for r in first] == [True, False]
     assert first[1] == {"prompt": "colourful squares", "complete": False, "n": 3, "generated": 1,
                         "clique_size": None, "flagged": None, "wen_score": None, "findings": []}
+    assert all(isinstance(e, ScanProgress) for e in events)  # the one progress event, with the scan's facts
     plan = events[0]
-    assert (plan["stage"], plan["images_left"], plan["recorded"]) == ("plan", 6, 0)
-    estimate = next(e for e in events if e["stage"] == "estimate")
-    assert estimate["images_left"] == 6 and estimate["eta"] > 0 and estimate["steps"] == 2
+    assert (plan.stage, plan.images_left, plan.recorded) == ("plan", 6, 0)
+    estimate = next(e for e in events if e.stage == "estimate")
+    assert estimate.images_left == 6 and estimate.eta_s > 0 and estimate.steps == 2
     before = recorded_on_disk(book)
     assert len(before) == 4
 
     events.clear()
     second = list(scan(prompts, book, resume=True, progress=events.append, **kwargs))
-    assert (events[0]["finished"], events[0]["recorded"], events[0]["images_left"]) == (1, 1, 2)
-    assert next(e for e in events if e["stage"] == "estimate")["images_left"] == 2  # only the work left
+    assert (events[0].finished, events[0].recorded, events[0].images_left) == (1, 1, 2)
+    assert next(e for e in events if e.stage == "estimate").images_left == 2  # only the work left
+    done = [e for e in events if e.stage == "prompt done"]
+    assert [(e.prompt_index, e.fraction) for e in done] == [(1, 1.0)] and done[0].result["complete"]
     assert second[0]["resumed"] and second[0]["findings"] == first[0]["findings"]
     assert (second[1]["made_now"], second[1]["brought_back"], second[1]["generated"]) == (2, 1, 3)
     after = recorded_on_disk(book)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.commands import nonempty, option_words, seed
+from inspector.commands.progress import TerminalProgress
 from inspector.errors import UserError, check_writable_folder, writing
 from inspector.resources import DEMO
 
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     model = _load(args.model or DEMO, args)
     from inspector.generation import generate
 
-    status = _Progress() if sys.stderr.isatty() else None
+    status = TerminalProgress()
     try:
         images = generate(model, request, progress=status)
     except GenerationError as exc:
@@ -136,16 +137,18 @@ def run(args: argparse.Namespace) -> int:
         "images": [],
     }
     _write_manifest(out, manifest)
-    for image in images:
-        image.save(out / image.filename)
-        manifest["images"].append({"file": image.filename, "seed": image.seed, "sha256": image.sha256,
-                                   "provenance": image.provenance})
-        _write_manifest(out, manifest)
-        print(out / image.filename, flush=True)
+    try:
+        for image in images:
+            image.save(out / image.filename)
+            manifest["images"].append({"file": image.filename, "seed": image.seed, "sha256": image.sha256,
+                                       "provenance": image.provenance})
+            _write_manifest(out, manifest)
+            with status.paused():
+                print(out / image.filename, flush=True)
+    finally:
+        status.close()  # the bar leaves the terminal before an error is printed
     manifest["complete"] = True
     _write_manifest(out, manifest)
-    if status is not None:
-        status.clear()
     print(f"wrote {len(manifest['images'])} images and {MANIFEST} to {out}", file=sys.stderr)
     return 0
 
@@ -196,21 +199,6 @@ def _load(source: str, args: argparse.Namespace):
 
     return load_model(source, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle,
                       attention_slicing=args.attention_slicing, vae_tiling=args.vae_tiling, config=args.config)
-
-
-class _Progress:
-    """One self-overwriting status line on a terminal's stderr."""
-
-    width = 0
-
-    def __call__(self, done: int, n: int, step: int, steps: int, eta: float | None) -> None:
-        left = "" if eta is None else f", about {eta:.0f} s left"
-        line = f"{done}/{n} images, step {step}/{steps}{left}"
-        self.width = max(self.width, len(line))
-        print(f"\r{line.ljust(self.width)}", end="", file=sys.stderr, flush=True)
-
-    def clear(self) -> None:
-        print("\r" + " " * self.width + "\r", end="", file=sys.stderr, flush=True)
 
 
 def _reproduce(args: argparse.Namespace) -> int:

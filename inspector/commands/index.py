@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from inspector.commands import neighbour_count, print_json, whole_number
+from inspector.commands.progress import TerminalProgress
 from inspector.errors import UserError, check_writable_folder
 from inspector.roles import describe_index, origin_words, role_words
 
@@ -74,63 +75,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_query)
 
 
-class ProgressPrinter:
-    """A progress line on stderr: a redrawn bar on a terminal, a line every few seconds otherwise."""
+def show_build(progress: TerminalProgress) -> Callable[[Any], None]:
+    """A build's progress events on the terminal, each skipped file a line of its own."""
 
-    def __init__(self, stream: Any = None, interval_s: float = 5.0):
-        self.stream = stream or sys.stderr
-        try:
-            self.tty = self.stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
-        self.interval_s = 0.2 if self.tty else interval_s
-        self._last = 0.0
-        self._drawn = False
-
-    def __call__(self, event: Any) -> None:
+    def show(event: Any) -> None:
         for skipped in event.newly_skipped:
-            self._clear()
-            print(f"skipped {skipped.source}: {skipped.reason}", file=self.stream)
-        now = time.monotonic()
-        if event.phase == "ingesting" and now - self._last < self.interval_s:
-            return
-        self._last = now
-        line = self.format(event)
-        if self.tty:
-            self.stream.write("\r" + line.ljust(100)[:100])
-            self._drawn = True
-            if event.phase == "done":
-                self.stream.write("\n")
-                self._drawn = False
-        else:
-            print(line, file=self.stream)
-        self.stream.flush()
+            progress.note(f"skipped {skipped.source}: {skipped.reason}")
+        progress(event)
 
-    def _clear(self) -> None:
-        if self.tty and self._drawn:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self._drawn = False
-
-    @staticmethod
-    def format(event: Any) -> str:
-        fraction = event.fraction
-        width = 24
-        if fraction is None:
-            bar, percent = "?" * width, "  ?%"
-        else:
-            filled = int(round(fraction * width))
-            bar, percent = "#" * filled + "." * (width - filled), f"{fraction * 100:3.0f}%"
-        eta = "" if event.eta_s is None else f", ETA {_clock(event.eta_s)}"
-        phase = {"finishing": " building the search index...", "done": " done"}.get(event.phase, "")
-        return (f"[{bar}] {percent} {event.files_done} files, {event.unique_images} unique, {event.skipped} "
-                f"skipped, {event.rate:.0f} files/s{eta}{phase}")
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return show
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -139,14 +92,18 @@ def run_build(args: argparse.Namespace) -> int:
     if args.allow_pickle and args.clip is None:
         raise UserError("--allow-pickle is only for --clip MODEL (a CLIP model with pickle weights)")
     check_writable_folder(args.out)  # a read-only or full disk is named before any image is read
+    shown = TerminalProgress()
     try:
         report = build_index(args.src, args.out, resume=args.resume, comparison_size=args.size, clip=args.clip,
                              workers=args.workers, chunk_size=args.chunk_size, store_pixels=args.store_pixels,
-                             progress=ProgressPrinter(), role=args.role, allow_pickle=args.allow_pickle)
+                             progress=show_build(shown), role=args.role, allow_pickle=args.allow_pickle)
     except KeyboardInterrupt:
+        shown.close()
         print(f"\nthe build stopped; continue it with: inspector index build {args.src} --out {args.out} --resume",
               file=sys.stderr)
         raise
+    finally:
+        shown.close()
     if report.notes_total:
         # Unreadable caption sidecars do not stop an image, but the person should hear of them now.
         first = "; ".join(report.notes[:3])

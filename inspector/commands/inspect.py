@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from inspector.commands import add_timeout_option, casebook_file, nonempty, option_words, print_json, seed
+from inspector.commands.progress import TerminalProgress
 from inspector.errors import UserError
 from inspector.limits import MAX_IMAGES
 from inspector.resources import DEMO
@@ -71,25 +71,17 @@ def run(args: argparse.Namespace) -> int:
     except UserError as exc:
         raise UserError(option_words(str(exc))) from None
 
-    def progress(info: dict) -> None:
-        if info.get("stage") == "sampling":
-            eta = f", about {info['eta']:.0f} s left" if info.get("eta") is not None else ""
-            print(f"\r{info['done']}/{info['n']} images, step {info['step']}/{info['steps']}{eta}   ",
-                  end="", file=sys.stderr, flush=True)
-        else:
-            print(f"\r{info.get('stage')}…".ljust(60), end="", file=sys.stderr, flush=True)
-
     casebook = args.casebook or str(default_casebook_path())
     with Casebook.open(casebook) as book:  # one that cannot be written, or is busy, is named before the model loads
         book.check_writable()
     items, summary = [], None
-    for value in recorded_inspection(casebook, args.model, args.index, request, kind="inspect",
-                                     reviewer=args.reviewer, progress=progress):
-        if isinstance(value, Inspected):
-            items.append(value)
-        else:
-            summary = value
-    print(file=sys.stderr)
+    with TerminalProgress() as progress:
+        for value in recorded_inspection(casebook, args.model, args.index, request, kind="inspect",
+                                         reviewer=args.reviewer, progress=progress):
+            if isinstance(value, Inspected):
+                items.append(value)
+            else:
+                summary = value
     ids = [item.finding_id for item in items]
     if args.json:
         print_json({**summary.as_dict(), "casebook": casebook,

@@ -9,8 +9,10 @@ import threading
 from typing import Any
 
 from inspector.commands import add_timeout_option, casebook_file, nonempty, option_words, print_json, seed
+from inspector.commands.progress import TerminalProgress
 from inspector.errors import UserError
 from inspector.limits import MAX_IMAGES
+from inspector.progress import Progress, format_duration
 from inspector.resources import DEMO
 
 #: Exit status of a scan stopped by a signal: 128 + the signal's number, the shell's convention.
@@ -77,44 +79,37 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Progress:
-    """The lines on stderr: the plan, the estimate before the first image, a live line, one line a prompt."""
+    """The scan on stderr: the plan, the estimate before the first image and one line a prompt as lines of their
+    own; the prompt in work on the one progress display (a bar on a terminal, a line now and then in a log)."""
 
-    def __init__(self, total: int, n: int, live: bool):
+    def __init__(self, total: int, n: int, live: bool, shown: TerminalProgress | None = None):
         self.total, self.n, self.live = total, n, live
+        self.shown = shown if shown is not None else TerminalProgress()
 
-    def __call__(self, info: dict) -> None:
-        from inspector.scan import format_duration
+    def __call__(self, event: Progress) -> None:
+        """The local scan's :class:`inspector.scan.ScanProgress` events: the plan, the estimate and each
+        finished prompt as lines of their own, the prompt in work on the one progress display."""
+        from inspector.scan import ESTIMATE, PLAN, PROMPT_DONE, ScanProgress
 
-        stage = info.get("stage")
-        if stage == "plan":
-            left = info["images_left"]
-            if info["finished"] or info["recorded"]:
-                self._say(f"resuming: {info['finished']} of {info['prompts']} prompts finished, {info['recorded']} "
-                          f"images of unfinished prompts already recorded; {left} images left to make")
+        if not isinstance(event, ScanProgress) or event.stage not in (PLAN, ESTIMATE, PROMPT_DONE):
+            self.shown(event)
+        elif event.stage == PLAN:
+            if event.finished or event.recorded:
+                self.shown.note(f"resuming: {event.finished} of {event.prompts} prompts finished, {event.recorded} "
+                                f"images of unfinished prompts already recorded; {event.images_left} images left "
+                                "to make")
             else:
-                self._say(f"{info['prompts']} prompts x {info['n']} images: {left} images to make")
-        elif stage == "estimate":
-            self._say(f"estimate: {format_duration(info['eta'])} for the {info['images_left']} images left "
-                      f"({info['seconds_per_step']:.2f} s a step, {info['steps']} steps an image, measured on "
-                      f"the first image), plus each prompt's clique and Wen score")
-        elif stage == "prompt done":
-            flag = "FLAGGED" if info["flagged"] else "not flagged"
-            eta = f"; {format_duration(info['scan_eta'])} left" if info.get("scan_eta") else ""
-            self._say(f"prompt {info['prompt_index'] + 1}/{info['total']} done: clique {info['clique_size']} of "
-                      f"{info['generated']} ({flag}), {len(info['findings'])} findings{eta}")
-        elif self.live and "prompt_index" in info:
-            line = f"prompt {info['prompt_index'] + 1}/{info['total']}"
-            if stage == "sampling":
-                line += f", image {info.get('prompt_done', info['done']) + 1}/{info.get('prompt_n', info['n'])}" \
-                        f", step {info['step']}/{info['steps']}"
-            elif stage:
-                line += f", {stage}"
-            if info.get("scan_eta") is not None:
-                line += f", {format_duration(info['scan_eta'])} left"
-            print("\r" + line.ljust(79), end="", file=sys.stderr, flush=True)
-
-    def _say(self, text: str) -> None:
-        print(("\r" + " " * 79 + "\r" if self.live else "") + text, file=sys.stderr, flush=True)
+                self.shown.note(f"{event.message}: {event.images_left} images to make")
+        elif event.stage == ESTIMATE:
+            self.shown.note(f"estimate: {format_duration(event.eta_s or 0.0)} for the {event.images_left} images "
+                            f"left ({event.seconds_per_step:.2f} s a step, {event.steps} steps an image, measured "
+                            "on the first image), plus each prompt's clique and Wen score")
+        else:
+            result = event.result or {}
+            flag = "FLAGGED" if result.get("flagged") else "not flagged"
+            eta = f"; {format_duration(event.eta_s)} left" if event.eta_s else ""
+            self.shown.note(f"{event.message} done: clique {result.get('clique_size')} of "
+                            f"{result.get('generated')} ({flag}), {len(result.get('findings', []))} findings{eta}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,12 +139,13 @@ def run(args: argparse.Namespace) -> int:
         print("\nstopping after the current step (again to stop at once)…", file=sys.stderr, flush=True)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _SIGNAL_EXIT}
+    shown = TerminalProgress()
     results: list[dict[str, Any]] = []
     try:
         for result in scan(prompts, args.casebook, model=args.model, index=args.index, n=n, seed=args.seed,
                            steps=args.steps, guidance=args.guidance, resume=args.resume,
                            prompts_file=args.prompts, cancel=cancel,
-                           progress=_Progress(len(prompts), n, sys.stderr.isatty())):
+                           progress=_Progress(len(prompts), n, sys.stderr.isatty(), shown)):
             results.append(result)
     except KeyboardInterrupt:
         stopped_by.append(stopped_by[0] if stopped_by else signal.SIGINT)
@@ -157,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             model=args.model, index=args.index, n=n, seed=args.seed, steps=args.steps, guidance=args.guidance))
         results += [unfinished_result(p, n, len(state.recorded(p))) for p in prompts[len(results):]]
     finally:
+        shown.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     rows = [_row(r) for r in results]

@@ -23,7 +23,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from inspector.errors import UserError
 from inspector.fileio import write_atomic
 from inspector.limits import MAX_IMAGES
+from inspector.progress import SAMPLING, Progress, ProgressCallback, sampling_fraction
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -47,10 +48,10 @@ GPU_BATCH_SIZE = 4
 #: How the initial noise is drawn, recorded in every provenance.
 NOISE = "torch.Generator('cpu').manual_seed(seed), one generator per image"
 
-#: ``progress(images_done, n, step, steps, eta_seconds)``: after each denoising step of the running batch;
-#: ``step`` counts from 1 to ``steps`` (the scheduler's number of denoiser calls); ``eta_seconds`` is the
-#: estimated time left for the whole request, ``None`` until it can be estimated.
-ProgressCallback = Callable[[int, int, int, int, "float | None"], None]
+# ``progress(event)`` (inspector.progress.ProgressCallback) gets a Progress with stage "sampling" after each
+# denoising step of the running batch: ``done`` images of ``total``, ``step`` from 1 to ``steps`` (the
+# scheduler's number of denoiser calls), ``fraction`` of the whole request, ``eta_s`` the time left for it (None
+# until it can be estimated); and a last event with ``fraction`` 1.0 when every image is made.
 
 
 class CancelToken(Protocol):
@@ -415,7 +416,7 @@ def generate(
     request
         The prompt and settings; validated here, before anything runs.
     progress
-        Called as ``progress(images_done, n, step, steps, eta_seconds)`` after every denoising step.
+        Called with a :class:`inspector.progress.Progress` (stage "sampling") after every denoising step.
     cancel
         Checked after every step and before every batch; when set, the running batch is discarded and the
         iterator ends (images already yielded stay valid).
@@ -460,7 +461,7 @@ def _run(model: LoadedModel, p: _Plan, progress: ProgressCallback | None,
             yield GeneratedImage(index=start + offset, seed=seed, image=image, provenance=record,
                                  png=png_bytes(image, record))
     if progress is not None:
-        progress(n, n, clock.steps, clock.steps, 0.0)
+        progress(Progress(SAMPLING, done=n, total=n, step=clock.steps, steps=clock.steps, fraction=1.0, eta_s=0.0))
 
 
 @dataclass
@@ -471,6 +472,12 @@ class _Clock:
     images_done: int = 0
     steps: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    def event(self, step: int, batch: int) -> Progress:
+        """The progress event after ``step`` of the running batch of ``batch`` images."""
+        return Progress(SAMPLING, done=self.images_done, total=self.n, step=step, steps=self.steps,
+                        fraction=sampling_fraction(self.images_done, self.n, step, self.steps, batch),
+                        eta_s=self.eta(step, batch))
 
     def eta(self, step: int, batch: int) -> float | None:
         done = self.images_done * self.steps + step * batch
@@ -493,7 +500,7 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
         clock.steps = len(pipe.scheduler.timesteps) or p.steps
         if progress is not None:
             try:
-                progress(clock.images_done, clock.n, i + 1, clock.steps, clock.eta(i + 1, len(seeds)))
+                progress(clock.event(i + 1, len(seeds)))
             except BaseException as exc:  # re-raised as itself below, not as a sampling failure
                 failure.append(exc)
         if failure or (cancel is not None and cancel.is_set()):
@@ -552,7 +559,7 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
     if "callback_on_step_end" not in p.call_params:
         clock.steps = p.steps
         if progress is not None:
-            progress(clock.images_done, clock.n, p.steps, p.steps, clock.eta(p.steps, len(seeds)))
+            progress(clock.event(p.steps, len(seeds)))
     images = getattr(result, "images", None)
     if images is None and isinstance(result, tuple):
         images = result[0]

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from inspector.images import MAX_PIXELS
+from inspector.progress import Progress, format_duration
 from inspector.timestamps import utc_now
 from inspector.training_index import decode, store, vectors
 from inspector.training_index.decode import Decoded, DecodeSettings, decode_one, thumbnail_relpath
@@ -59,32 +60,37 @@ class SkippedFile:
     reason: str
 
 
-@dataclass
-class BuildProgress:
-    """Where a build stands after a chunk. ``phase``: "ingesting", "finishing" or "done".
+#: A build's stage words (its progress events' ``stage``) for each ``phase``.
+BUILD_STAGES = {"ingesting": "indexing", "finishing": "building the search index", "done": "index built"}
 
-    ``files_done`` counts the sources handled in this run, including those already stored by an earlier run and
-    those skipped; ``rate`` is files decoded per second in this run; ``eta_s`` is estimated from bytes.
+
+@dataclass(frozen=True)
+class BuildProgress(Progress):
+    """Where a build stands after a chunk: the one progress event (:class:`inspector.progress.Progress`: ``stage``
+    from :data:`BUILD_STAGES`, ``done`` = ``files_done``, ``fraction`` the share of the bytes handled or None
+    when SRC holds no bytes to read, ``eta_s`` estimated from bytes) with the build's own counts.
+
+    ``phase``: "ingesting", "finishing" or "done". ``files_done`` counts the sources handled in this run,
+    including those already stored by an earlier run and those skipped; ``rate`` is files decoded per second in
+    this run; ``newly_skipped`` the files this chunk could not index.
     """
 
-    phase: str
-    files_done: int
-    new_images: int
-    unique_images: int
-    skipped: int
-    bytes_done: int
-    bytes_total: int
-    elapsed_s: float
-    rate: float
-    eta_s: float | None
+    phase: str = "ingesting"
+    files_done: int = 0
+    new_images: int = 0
+    unique_images: int = 0
+    skipped: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    elapsed_s: float = 0.0
+    rate: float = 0.0
     newly_skipped: list[SkippedFile] = field(default_factory=list)
 
-    @property
-    def fraction(self) -> float | None:
-        """Share of the bytes handled, in [0, 1]; None when SRC holds no bytes to read."""
-        if self.bytes_total <= 0:
-            return None
-        return min(1.0, self.bytes_done / self.bytes_total)
+    def describe(self) -> str:
+        """"indexing: 1200 files, 1150 unique, 3 skipped, 85 files/s, about 2 min left"."""
+        left = f", {format_duration(self.eta_s)} left" if self.eta_s else ""
+        return (f"{self.stage}: {self.files_done} files, {self.unique_images} unique, {self.skipped} skipped, "
+                f"{self.rate:.0f} files/s{left}")
 
 
 @dataclass
@@ -477,10 +483,12 @@ class IndexBuilder:
             eta = remaining * elapsed / state.bytes_decoded
         if phase == "done":
             eta = 0.0
-        return BuildProgress(phase=phase, files_done=state.files_done, new_images=state.new_images,
+        total = max(state.bytes_total, state.bytes_done)
+        return BuildProgress(stage=BUILD_STAGES[phase], done=state.files_done,
+                             fraction=min(1.0, state.bytes_done / total) if total > 0 else None, eta_s=eta,
+                             phase=phase, files_done=state.files_done, new_images=state.new_images,
                              unique_images=state.count, skipped=state.skipped_run, bytes_done=state.bytes_done,
-                             bytes_total=max(state.bytes_total, state.bytes_done), elapsed_s=elapsed, rate=rate,
-                             eta_s=eta, newly_skipped=newly)
+                             bytes_total=total, elapsed_s=elapsed, rate=rate, newly_skipped=newly)
 
 
 @dataclass

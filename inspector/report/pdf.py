@@ -503,7 +503,7 @@ def render_pdf(data: ReportData, stream: IO[bytes], embedded: list[Picture] | No
     doc = SimpleDocTemplate(stream, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=TOP,
                             bottomMargin=BOTTOM, title=data.title, author=data.options.author or "",
                             subject=data.options.matter or "", creator="Memorization Inspector "
-                            + data.versions.get("memorization-inspector", ""),
+                            + data.versions.get("inspector", ""),
                             invariant=False)
     doc.build(story, canvasmaker=lambda *a, **k: NumberedCanvas(*a, title_line=title_line, **k))
     return len(data.summaries)

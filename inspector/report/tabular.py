@@ -74,7 +74,7 @@ def render_json(data: ReportData, stream: IO[str]) -> int:
     book = data.casebook
     head = {
         "format": "Memorization Inspector casebook export",
-        "inspector_version": data.versions["memorization-inspector"],
+        "inspector_version": data.versions["inspector"],
         "casebook": data.casebook_name,
         "casebook_sha256": data.casebook_sha256,
         "schema_version": data.schema_version,

@@ -28,18 +28,21 @@ def test_the_prompts_file_lists_every_kind():
     assert all(prompts[k] for k in prompts)
 
 
+@pytest.mark.slow
 def test_memorized_prompts_copy_their_duplicated_image_for_most_seeds(evaluation):
     prompts = json.loads(demo_prompts_file().read_text(encoding="utf-8"))
     for prompt in prompts["memorized"]:
         assert evaluation[prompt]["within_threshold"] >= 12, evaluation[prompt]
 
 
+@pytest.mark.slow
 def test_novel_prompts_stay_away_from_every_training_image(evaluation):
     prompts = json.loads(demo_prompts_file().read_text(encoding="utf-8"))
     for prompt in prompts["novel"]:
         assert evaluation[prompt]["within_threshold"] <= 2, evaluation[prompt]
 
 
+@pytest.mark.slow
 def test_likeness_prompts_show_the_subject_without_copying(evaluation):
     prompts = json.loads(demo_prompts_file().read_text(encoding="utf-8"))
     for prompt in prompts["likeness-only"]:

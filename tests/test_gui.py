@@ -38,6 +38,7 @@ def generate(qtbot, win, prompt: str, n: int, steps: int = 10, timeout: int = 24
         qtbot.keyClick(win.prompt_panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
 
 
+@pytest.mark.slow
 def test_generate_select_and_press_1_records_a_memorized_finding(qtbot, window, tmp_path):
     generate(qtbot, window, MEMORIZED_PROMPT, n=4)
     assert window.grid.source.rowCount() == 4
@@ -133,6 +134,7 @@ def test_clicking_two_generations_quickly_shows_the_heatmaps_of_the_second(qtbot
     assert all(np.array_equal(shown[mode], expected[0][mode]) for mode in expected[0])
 
 
+@pytest.mark.slow
 def test_the_ui_thread_never_stalls_while_8_images_generate(qtbot, window, record_property):
     wall: list[float] = []
     busy: list[float] = []

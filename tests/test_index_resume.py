@@ -106,6 +106,7 @@ def assert_every_good_image_exactly_once(out: Path, good: set[str], shas: set[st
             assert n.l2 == 0.0 and n.image_sha256 == hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_build_killed_twice_resumes_to_every_good_image_exactly_once(tmp_path):
     src, out = tmp_path / "src", tmp_path / "idx"
     good, shas, bad = make_training_set(src, 1000, copies=40, bad=6)

@@ -261,6 +261,7 @@ def test_an_index_without_captions_gives_no_caption_facts(tmp_path):
 
 
 @needs_demo
+@pytest.mark.slow
 def test_inspect_json_carries_the_unknown_words_and_the_caption_facts(capsys):
     from inspector.cli import main
 
@@ -278,6 +279,7 @@ def test_inspect_json_carries_the_unknown_words_and_the_caption_facts(capsys):
 
 
 @needs_demo
+@pytest.mark.slow
 def test_inspect_prints_the_notes_and_names_unknown_words_among_the_steering_words(capsys):
     from inspector.cli import main
 
@@ -287,6 +289,7 @@ def test_inspect_prints_the_notes_and_names_unknown_words_among_the_steering_wor
     assert "morning" in out and "(unknown to the model)" in out
 
 
+@pytest.mark.slow
 def test_the_demo_index_gains_caption_search_when_opened_by_a_newer_inspector(tmp_path):
     from inspector.training_index import demo_index
 
@@ -302,6 +305,7 @@ def test_the_demo_index_gains_caption_search_when_opened_by_a_newer_inspector(tm
 
 
 @needs_demo
+@pytest.mark.slow
 def test_scan_json_names_the_unknown_words_of_each_prompt(tmp_path, capsys):
     from inspector.cli import main
 

@@ -338,6 +338,7 @@ class _Killed(Exception):
 
 
 @needs_demo
+@pytest.mark.slow
 def test_a_killed_scan_leaves_its_prompt_run_unfinished_and_the_resume_finishes_that_run(tmp_path):
     from inspector.scan import scan
 

@@ -105,6 +105,7 @@ def test_a_cancelled_window_run_records_how_far_it_got(qtbot, window, tmp_path):
         assert book.verify().ok
 
 
+@pytest.mark.slow
 def test_inspect_records_a_run_in_the_given_or_the_default_casebook(tmp_path, monkeypatch, capsys):
     from inspector.casebook import Casebook
     from inspector.cli import main
@@ -125,6 +126,7 @@ def test_inspect_records_a_run_in_the_given_or_the_default_casebook(tmp_path, mo
         assert [r.kind for r in book.runs()] == ["inspect"] and len(book) == 2
 
 
+@pytest.mark.slow
 def test_a_scan_candidate_labeled_in_the_window_is_one_finding_linked_to_both_runs(qtbot, window, tmp_path):
     import torch
     from PySide6.QtCore import Qt

@@ -40,6 +40,7 @@ def test_bad_prompt_files_are_refused_with_a_reason(tmp_path, content, message):
 
 
 @needs_demo
+@pytest.mark.slow
 def test_an_interrupted_scan_resumes_without_duplicate_findings(tmp_path):
     from inspector.casebook import Casebook
 
@@ -117,6 +118,7 @@ def recorded_on_disk(book: Path) -> dict[tuple[str, int], tuple[str, str]]:
 
 
 @needs_demo
+@pytest.mark.slow
 def test_a_stopped_scan_keeps_each_image_made_and_resume_makes_only_the_rest(tmp_path):
     prompts = ["the cameraman", "colourful squares"]
     book = tmp_path / "casebook.db"
@@ -174,6 +176,7 @@ def signal_when(proc: subprocess.Popen, book: Path, images: int, sig: int, timeo
 
 
 @needs_demo
+@pytest.mark.slow
 def test_a_killed_then_terminated_scan_resumes_to_every_image_recorded_exactly_once(tmp_path):
     from inspector.casebook import Casebook
 

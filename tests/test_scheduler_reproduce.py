@@ -80,6 +80,7 @@ def _reproduces_exactly(out: Path, manifest: dict, model, capsys) -> list[int]:
 
 @needs_demo
 @pytest.mark.parametrize("scheduler", DEMO_SCHEDULERS)
+@pytest.mark.slow
 def test_an_image_made_with_each_demo_scheduler_reproduces_from_its_png_and_the_manifest(
         scheduler, demo, tmp_path, capsys):
     out = tmp_path / scheduler
@@ -91,6 +92,7 @@ def test_an_image_made_with_each_demo_scheduler_reproduces_from_its_png_and_the_
 
 @needs_demo
 @pytest.mark.parametrize("scheduler", DEMO_REFUSED)
+@pytest.mark.slow
 def test_a_scheduler_that_cannot_sample_the_demo_is_refused_with_the_reason(scheduler, demo, tmp_path, capsys):
     assert f"{scheduler}Scheduler" not in scheduler_names(demo)
     assert main(["generate", "a red fox", "--n", "2", "--steps", STEPS, "--device", "cpu", "--scheduler",
@@ -118,6 +120,7 @@ def dpm_demo(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_model_whose_own_scheduler_holds_minus_infinity_reproduces(dpm_demo, tmp_path, capsys):
     out = tmp_path / "out"
     manifest = _generate(out, "--model", str(dpm_demo))
@@ -130,6 +133,7 @@ def test_a_model_whose_own_scheduler_holds_minus_infinity_reproduces(dpm_demo, t
     assert _reproduces_exactly(out, manifest, model, capsys) == [0, 0, 0, 0]
 
 
+@pytest.mark.slow
 def test_a_png_written_before_the_tag_with_the_string_minus_inf_still_reproduces(dpm_demo, tmp_path, capsys):
     out = tmp_path / "out"
     manifest = _generate(out, "--model", str(dpm_demo))

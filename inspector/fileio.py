@@ -13,6 +13,7 @@ left exactly as it was.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -76,6 +77,30 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool 
 
 
 @contextmanager
+def _temporary_file(path: Path, mode: str, durable: bool, encoding: str,
+                    newline: str | None) -> Iterator[tuple[IO[Any], Path]]:
+    """A new temporary file beside ``path`` (its stream and name), flushed (and fsynced when ``durable``) when the
+    block ends; removed, and a fixable failure raised in words, when the block or the writing fails."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"only new files are written: mode 'wb' or 'w', not {mode!r}")
+    tmp = temporary_path(path)
+    try:
+        if mode == "wb":
+            stream: IO[Any] = open(tmp, "xb")  # closed below; mode 0666 & ~umask, like any file
+        else:
+            stream = open(tmp, "x", encoding=encoding, newline=newline)
+        with stream:
+            yield stream, tmp
+            stream.flush()
+            if durable:
+                os.fsync(stream.fileno())
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        _raise_in_words(exc, path)
+        raise
+
+
+@contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = True, durable: bool = True,
                 encoding: str = "utf-8", newline: str | None = None) -> Iterator[IO[Any]]:
     """A new file that appears at ``path`` only when the ``with`` block finishes without an exception.
@@ -100,20 +125,33 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
         Those the person can fix are :class:`inspector.errors.NotWritableError` / :class:`DiskFullError`
         (OSErrors too), in words that name ``path``.
     """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_open writes new files: mode 'wb' or 'w', not {mode!r}")
+    path = Path(path)
+    with _temporary_file(path, mode, durable, encoding, newline) as (stream, tmp):
+        yield stream
+    _publish_new(tmp, path, overwrite, durable)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, durable: bool = True) -> Iterator[Path]:
+    """For a library that writes a file by its name (a memory map, FAISS, SQLite): a temporary name beside
+    ``path`` to write to; when the block finishes without an exception the file is fsynced and published at
+    ``path`` as :func:`atomic_open` does, else removed."""
     path = Path(path)
     tmp = temporary_path(path)
     try:
-        if mode == "wb":
-            stream: IO[Any] = open(tmp, "xb")  # closed below; mode 0666 & ~umask, like any file
-        else:
-            stream = open(tmp, "x", encoding=encoding, newline=newline)
-        with stream:
-            yield stream
-            stream.flush()
-            if durable:
-                os.fsync(stream.fileno())
+        yield tmp
+        if durable:
+            with open(tmp, "rb") as written:
+                os.fsync(written.fileno())
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        _raise_in_words(exc, path)
+        raise
+    _publish_new(tmp, path, overwrite, durable)
+
+
+def _publish_new(tmp: Path, path: Path, overwrite: bool, durable: bool) -> None:
+    try:
         publish(tmp, path, overwrite=overwrite)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -132,30 +170,28 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[IO[bytes
     """
     path = Path(path)
     with atomic_open(path, "wb", overwrite=overwrite, durable=durable) as stream:
-        if isinstance(data, str):
-            stream.write(data.encode("utf-8"))
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            stream.write(data)
-        else:
-            data(stream)
+        _fill(stream, data)
     return path
 
 
-def write_part(path: str | os.PathLike, data: bytes) -> Path:
-    """``data`` in a new temporary file beside ``path``, flushed to the disk, for a caller that publishes several
-    files together (:func:`publish` each, then :func:`fsync_folder`); returns the temporary file. Nothing is
-    left behind when writing fails."""
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "xb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        _raise_in_words(exc, path)
-        raise
+def write_part(path: str | os.PathLike, data: bytes | str | Callable[[IO[Any]], object], *, mode: str = "wb",
+               newline: str | None = None) -> Path:
+    """``data`` (as :func:`write_atomic` takes it; with ``mode="w"`` a function gets a UTF-8 text stream) in a
+    new temporary file beside ``path``, fsynced, for a caller that publishes several files together
+    (:func:`publish` each, then :func:`fsync_folder`); returns the temporary file. Nothing is left behind when
+    writing fails."""
+    with _temporary_file(Path(path), mode, True, "utf-8", newline) as (stream, tmp):
+        _fill(stream, data)
     return tmp
+
+
+def _fill(stream: IO[Any], data: bytes | str | Callable[[IO[Any]], object]) -> None:
+    if isinstance(data, str):
+        stream.write(data if isinstance(stream, io.TextIOBase) else data.encode("utf-8"))
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        stream.write(data)
+    else:
+        data(stream)
 
 
 def _raise_in_words(exc: BaseException, path: Path | str | os.PathLike) -> None:

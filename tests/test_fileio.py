@@ -152,3 +152,33 @@ def test_a_sqlite_uri_names_exactly_the_file_whatever_its_folder_is_called(tmp_p
     finally:
         ro.close()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_a_file_a_library_writes_by_name_appears_whole_or_not_at_all(tmp_path):
+    import numpy as np
+
+    from inspector.fileio import atomic_path
+
+    target = tmp_path / "semantic.f16"
+    target.write_bytes(b"old rows")
+    with atomic_path(target) as tmp:
+        rows = np.memmap(tmp, dtype="<f2", mode="w+", shape=(4, 3))
+        rows[:] = 1.5
+        rows.flush()
+        del rows
+        assert target.read_bytes() == b"old rows"  # not yet: only when the block finishes
+    assert np.fromfile(target, dtype="<f2").tolist() == [1.5] * 12
+    with pytest.raises(ValueError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise ValueError("the memory map could not be filled")
+    assert np.fromfile(target, dtype="<f2").tolist() == [1.5] * 12
+    assert leftovers(tmp_path) == []
+
+
+def test_a_part_can_be_streamed_as_text(tmp_path):
+    target = tmp_path / "export.csv"
+    tmp = write_part(target, lambda stream: stream.write("a,b\r\n1,2\r\n"), mode="w", newline="")
+    assert tmp.read_bytes() == b"a,b\r\n1,2\r\n" and not target.exists()
+    with pytest.raises(RuntimeError):
+        write_part(target, lambda stream: (_ for _ in ()).throw(RuntimeError("writer failed")), mode="w")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [tmp.name]

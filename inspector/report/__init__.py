@@ -16,6 +16,7 @@ from typing import IO
 
 from inspector.casebook import Casebook, is_casebook_file
 from inspector.errors import UserError, write_failure
+from inspector.fileio import write_part
 from inspector.report.data import (
     ACTION_WORDS,
     HEATMAP_SIDE,
@@ -34,7 +35,6 @@ from inspector.report.files import (
     atomic_text_file,
     exists_message,
     publish_all,
-    temporary_path,
     user_write_part,
 )
 from inspector.report.html import render_html
@@ -129,19 +129,14 @@ def export(
         signer = sshsig.load_private_key(sign)  # before anything is written: a wrong passphrase costs nothing
     data = gather(casebook, selection, options, extra_versions=("reportlab",) if fmt == "pdf" else ())
     embedded: list[Picture] = []
-    tmp = temporary_path(out)
-    parts: list[tuple[Path, Path]] = [(tmp, out)]
+    parts: list[tuple[Path, Path]] = []
+    counts: list[int] = []
     try:
-        if fmt == "pdf":
-            with open(tmp, "xb") as stream:
-                n = writers[fmt](casebook, stream, data=data, embedded=embedded)
-                stream.flush()
-                os.fsync(stream.fileno())
-        else:
-            with open(tmp, "x", encoding="utf-8", newline="" if fmt == "csv" else None) as stream:
-                n = writers[fmt](casebook, stream, data=data, embedded=embedded)
-                stream.flush()
-                os.fsync(stream.fileno())
+        tmp = write_part(out, lambda stream: counts.append(writers[fmt](casebook, stream, data=data,
+                                                                        embedded=embedded)),
+                         mode="wb" if fmt == "pdf" else "w", newline="" if fmt == "csv" else None)
+        parts.append((tmp, out))
+        n = counts[0]
         digest, size = file_digest(tmp)
         manifest = manifest_bytes(build_manifest(out, fmt, digest, size, data, embedded, signer))
         parts.append((user_write_part(manifest_path(out), manifest), manifest_path(out)))

@@ -310,7 +310,7 @@ def inspect_image(index_source: str, request: InspectRequest, position: int, see
     """One generation (``image``: H x W x 3 uint8, ``png`` its file) with its ``request.k`` nearest training
     images and suggested verdict; also used to bring back a generation a scan recorded before a kill."""
     index = INDEXES.get(index_source)
-    neighbours = index.query([image], k=request.k)[0]
+    neighbours = index.query([image], k=request.k, prompts=request.prompt)[0]
     return Inspected(position=position, seed=seed, image=image, png=png, provenance=provenance,
                      neighbours=neighbours, suggestion=suggest_verdict(neighbours, role=index.role),
                      index=index.identity(), index_source=index_source)

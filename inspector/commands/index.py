@@ -28,7 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "fails (exit 2) and leaves no index behind.")
     b.add_argument("src", type=Path, metavar="SRC",
                    help="image folder, img2dataset output folder, a .tar shard or a .parquet file")
-    b.add_argument("--out", type=Path, required=True, metavar="DIR", help="the index folder (new or empty)")
+    where = b.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, metavar="DIR", help="the index folder (new or empty)")
+    where.add_argument("--add-to", type=Path, metavar="DIR", dest="add_to",
+                       help="append SRC (new folders or img2dataset shards) to the index in DIR: exact duplicates "
+                            "are counted across old and new, the compressed index is not trained again "
+                            "(unless --retrain); run it again to continue an interrupted addition")
     b.add_argument("--role", choices=("training", "reference"), default=None,
                    help="training: the model's training set (default); reference: a collection to check against "
                         "(an artist's portfolio, a stock library, a client's images). Every result says which.")
@@ -48,6 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="keep canonical pixels for exact re-ranking (default when --size <= 128)")
     pixels.add_argument("--no-store-pixels", dest="store_pixels", action="store_false",
                         help="decode candidates again from their files at query time (saves disk)")
+    b.add_argument("--compressed-above", type=whole_number(0, 10**12, "--compressed-above"), default=None,
+                   metavar="N", dest="compressed_above",
+                   help="past N images, search a compressed FAISS index (PCA + inverted lists + product "
+                        "quantization, read memory-mapped) whose candidate pool is re-ranked exactly; default: when "
+                        "the flat index would take more than a quarter of this machine's RAM")
+    b.add_argument("--retrain", action="store_true",
+                   help="train the compressed index again on a sample of all images (with --add-to)")
+    b.add_argument("--embeddings", type=Path, metavar="DIR", default=None,
+                   help="a clip-retrieval output folder (img_emb/*.npy with metadata/*.parquet): its image "
+                        "embeddings become the semantic signal, matched to the images by url, path or key")
+    b.add_argument("--embeddings-model", metavar="NAME", default=None, dest="embeddings_model",
+                   help="the CLIP model that made --embeddings (a local folder, a cached Hub id, or "
+                        "clip-retrieval's name such as ViT-B/32): queries are embedded with it when it is on "
+                        "this machine")
     b.add_argument("--chunk-size", type=int, default=64, help=argparse.SUPPRESS)
     b.add_argument("--json", action="store_true", help="print the build report as one JSON object on stdout")
     b.set_defaults(func=run_build)
@@ -69,9 +88,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--rank-by", choices=("tiled-l2", "l2", "semantic"), default="tiled-l2",
                    help="order by tiled l2 (default: the suggested verdict's metric), by l2 (Carlini et al.'s "
                         "ranking) or by CLIP similarity (index built with --clip)")
+    q.add_argument("--prompt", metavar="TEXT", default=None,
+                   help="the prompt that made the images: indexed images whose caption equals or closely matches "
+                        "it are always compared exactly (Carlini et al.) and listed as caption matches")
     q.add_argument("--json", action="store_true",
                    help="print one JSON list on stdout: one object per IMAGE, in order, each with \"index\" "
-                        "(the index searched) and \"neighbours\"")
+                        "(the index searched) and \"neighbours\" (with --prompt also \"matching_captions\" and "
+                        "\"caption_matched\": the exact distances to those captions' images)")
     q.set_defaults(func=run_query)
 
 
@@ -91,16 +114,23 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.allow_pickle and args.clip is None:
         raise UserError("--allow-pickle is only for --clip MODEL (a CLIP model with pickle weights)")
-    check_writable_folder(args.out)  # a read-only or full disk is named before any image is read
+    if args.retrain and args.add_to is None:
+        raise UserError("--retrain is for --add-to DIR (a new build trains its compressed index anyway)")
+    if args.add_to is not None and args.resume:
+        raise UserError("--add-to continues an interrupted addition by itself: leave out --resume")
+    out = args.out if args.out is not None else args.add_to
+    check_writable_folder(out)  # a read-only or full disk is named before any image is read
     shown = TerminalProgress()
     try:
-        report = build_index(args.src, args.out, resume=args.resume, comparison_size=args.size, clip=args.clip,
+        report = build_index(args.src, out, resume=args.resume, comparison_size=args.size, clip=args.clip,
                              workers=args.workers, chunk_size=args.chunk_size, store_pixels=args.store_pixels,
-                             progress=show_build(shown), role=args.role, allow_pickle=args.allow_pickle)
+                             progress=show_build(shown), role=args.role, allow_pickle=args.allow_pickle,
+                             add_to=args.add_to is not None, compressed_above=args.compressed_above,
+                             retrain=args.retrain, embeddings=args.embeddings, embeddings_model=args.embeddings_model)
     except KeyboardInterrupt:
         shown.close()
-        print(f"\nthe build stopped; continue it with: inspector index build {args.src} --out {args.out} --resume",
-              file=sys.stderr)
+        again = f"--add-to {out}" if args.add_to is not None else f"--out {out} --resume"
+        print(f"\nthe build stopped; continue it with: inspector index build {args.src} {again}", file=sys.stderr)
         raise
     finally:
         shown.close()
@@ -120,6 +150,15 @@ def run_build(args: argparse.Namespace) -> int:
         if report.resumed:
             print(f"resumed: {report.files_already_indexed} files were already indexed, {report.new_images} "
                   "new images added")
+        if report.added:
+            print(f"added {report.source}: {report.new_images} new images ({report.files_already_indexed} files "
+                  "were indexed already)")
+        fi = report.feature_index
+        if fi.get("kind") == "compressed":
+            trained = "trained now" if fi.get("trained_now") else "trained before, not again"
+            print(f"feature index compressed ({fi['factory']}, {trained}): {fi['pool']} candidates re-ranked "
+                  f"exactly, {fi['nprobe']} lists probed; near copies found {fi['recall'] * 100:.1f}% of "
+                  f"{fi['queries']} tries")
         if report.skipped:
             print(f"skipped {len(report.skipped)} files (reasons also in {Path(report.index_dir) / 'build_report.json'}):")
             for s in report.skipped[:50]:
@@ -180,18 +219,32 @@ def run_query(args: argparse.Namespace) -> int:
         if not image.is_file():
             raise UserError(f"{image}: no such image file")
     with TrainingIndex.open(args.dir, semantic=True if args.rank_by == "semantic" else None) as index:
-        results = index.query(list(args.images), k=args.k, rank_by=args.rank_by)
+        results = index.query(list(args.images), k=args.k, rank_by=args.rank_by, prompts=args.prompt)
         identity = index.identity()
+        matched_ids, captions = index.caption_candidates(args.prompt) if args.prompt else ([], [])
+        matched = [index.compare(image, matched_ids) for image in args.images] if len(matched_ids) else \
+            [[] for _ in args.images]
+
+    def plain(n: Any) -> dict[str, Any]:
+        return {k: v for k, v in n.as_dict().items() if k not in ("thumbnail_png", "pixels_png")}
+
     if args.json:
         print_json([{"image": str(image), "index": identity,
                      "comparison_size": neighbours[0].comparison_size if neighbours else None,
-                     "neighbours": [{k: v for k, v in n.as_dict().items() if k not in ("thumbnail_png", "pixels_png")}
-                                    for n in neighbours]}
-                    for image, neighbours in zip(args.images, results, strict=True)])
+                     "neighbours": [plain(n) for n in neighbours],
+                     **({"matching_captions": captions, "caption_matched": [plain(n) for n in caption_matched]}
+                        if args.prompt is not None else {})}
+                    for image, neighbours, caption_matched in zip(args.images, results, matched, strict=True)])
         return 0
     words = role_words(identity["role"])
     print(f"searched {describe_index(identity)}")
-    for image, neighbours in zip(args.images, results, strict=True):
+    if args.prompt is not None:
+        print(f"captions matching the prompt: {len(captions)} ({len(matched_ids)} {words.images}, each compared "
+              "exactly)" if captions else "no caption matches the prompt")
+    for image, neighbours, caption_matched in zip(args.images, results, matched, strict=True):
+        for n in caption_matched:
+            print(f"{image}: {words.image} captioned {n.caption!r}: {metrics.describe_tiled_l2(n.tiled_l2)}, "
+                  f"l2 {n.l2:.4f} (file {n.source})")
         size = neighbours[0].comparison_size if neighbours else None
         print(f"{image}: nearest {words.images} by {args.rank_by.replace('-', ' ')}, compared at {size} x {size} px")
         for n in neighbours:

@@ -262,6 +262,35 @@ def canonical_uint8(im: Image.Image, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+def pixels_from_sources(
+    rows: list[tuple[str, str, bytes | None, int | None, int, str | None]], sha256: str, need_side: int, size: int
+) -> tuple[np.ndarray | None, list[str]]:
+    """An indexed image's canonical pixels (size x size x 3 uint8) read again from where it was found.
+
+    ``rows`` are its ``sources`` rows (source, path, raw_path, offset, size, member), tried in turn: a file that
+    is gone, changed (sha256 differs) or no longer decodes is passed over with a reason. Returns the pixels (None
+    when no source serves) and the reasons of the sources passed over.
+    """
+    problems = []
+    for source, path, raw, offset, n_bytes, member in rows:
+        real = os.fsdecode(raw) if raw is not None else path
+        try:
+            data = read_source(real, member, offset, n_bytes)
+        except OSError as exc:
+            problems.append(f"{source}: {exc.strerror or exc}")
+            continue
+        if hashlib.sha256(data).hexdigest() != sha256:
+            problems.append(f"{source}: the file has changed since it was indexed")
+            continue
+        try:
+            im, _, _ = open_image(data, need_side)
+        except DecodeError as exc:
+            problems.append(f"{source}: {exc.reason}")
+            continue
+        return canonical_uint8(im, size), problems
+    return None, problems
+
+
 def needed_side(settings: DecodeSettings) -> int:
     """The short side the decoder needs, before the draft margin."""
     return max(settings.comparison_size, (THUMBNAIL_SIDE + 1) // DRAFT_MARGIN, settings.semantic_size or 0)

@@ -30,7 +30,7 @@ import numpy as np
 from inspector.images import MAX_PIXELS
 from inspector.progress import Progress, format_duration
 from inspector.timestamps import utc_now
-from inspector.training_index import decode, store, vectors
+from inspector.training_index import compressed, decode, store, vectors
 from inspector.training_index.decode import Decoded, DecodeSettings, decode_one, thumbnail_relpath
 from inspector.training_index.features import FEATURE_GRID, feature_definition
 from inspector.training_index.sources import Skip, SourceRef, display_name, source_root, total_bytes, walk
@@ -116,6 +116,10 @@ class BuildReport:
     notes_total: int = 0  # how many such problems there were in all
     role: str = store.DEFAULT_ROLE
     content_hash: str = ""  # see store.CONTENT_HASH_RULE
+    added: bool = False  # SRC was appended to an existing index (--add-to)
+    #: The feature index: "kind" flat or compressed, with the compressed index's factory, nprobe, pool and the
+    #: recall measured for near copies.
+    feature_index: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +174,23 @@ class IndexBuilder:
     role
         "training" (the model's training set) or "reference" (a portfolio, a stock library, a client's images);
         default "training" for a new index; a resumed build keeps its recorded role.
+    add_to
+        ``out`` is an existing index and SRC is appended to it (``index build SRC --add-to DIR``): new images get
+        the next ids, files whose bytes are already indexed only raise duplicate counts, and the settings are
+        the index's own. Running it again after an interruption continues where it stopped.
+    compressed_above
+        Build a compressed FAISS index (compressed.py) when the index holds more images than this; default:
+        when the flat index would exceed a quarter of RAM. Recorded in the manifest; ``add_to`` may change it.
+    retrain
+        Train the compressed index again on a sample of all rows (otherwise rows added later are encoded with
+        the quantizers trained when it was first compressed).
+    embeddings
+        A clip-retrieval output folder (``img_emb/img_emb_*.npy`` beside ``metadata/metadata_*.parquet``, or the
+        same under ``embeddings/``) whose image embeddings become the semantic signal, matched to the indexed
+        images by url, file path or key (embeddings.py). Not with ``clip``.
+    embeddings_model
+        The CLIP model that made ``embeddings`` (a local folder, a Hub id in the local cache, or clip-retrieval's
+        name such as ``ViT-B/32``); queries are embedded with it when it is available locally.
     """
 
     def __init__(
@@ -185,8 +206,29 @@ class IndexBuilder:
         store_pixels: bool | None = None,
         role: str | None = None,
         allow_pickle: bool = False,
+        add_to: bool = False,
+        compressed_above: int | None = None,
+        retrain: bool = False,
+        embeddings: str | os.PathLike | None = None,
+        embeddings_model: str | None = None,
     ):
         self.allow_pickle = bool(allow_pickle)
+        self.add_to = bool(add_to)
+        if compressed_above is not None and int(compressed_above) < 0:
+            raise TrainingIndexError(f"--compressed-above must be 0 or more images, got {compressed_above}")
+        self.compressed_above = None if compressed_above is None else int(compressed_above)
+        self.retrain = bool(retrain)
+        if embeddings is not None and clip is not None:
+            raise TrainingIndexError("--embeddings and --clip both give the semantic signal: use one of them")
+        if embeddings_model is not None and embeddings is None:
+            raise TrainingIndexError("--embeddings-model names the model of --embeddings DIR: give that folder too")
+        self.embeddings = None
+        if embeddings is not None:
+            from inspector.training_index.embeddings import find_files
+
+            self.embeddings = Path(os.path.abspath(os.fspath(embeddings)))
+            find_files(self.embeddings)  # a wrong folder is refused before any image is read
+        self.embeddings_model = embeddings_model
         if role is not None and role not in store.ROLES:
             raise TrainingIndexError(f"unknown index role {role!r}: use training (the model's training set) or "
                                      "reference (a portfolio, a stock library, a client's images)")
@@ -206,7 +248,10 @@ class IndexBuilder:
             raise TrainingIndexError(f"{out} is a file: --out needs a folder for the index")
         if self.src == self.out or self.out in self.src.parents:
             raise TrainingIndexError(f"--out {out} holds SRC {src}: choose an index folder outside the images")
-        self.resume = bool(resume) and self.out.is_dir() and not _is_empty_folder(self.out)
+        if self.add_to and not (self.out / store.MANIFEST).is_file():
+            raise TrainingIndexError(f"--add-to {out}: there is no index there to add to (build one with inspector "
+                                     f"index build SRC --out {out})")
+        self.resume = (bool(resume) or self.add_to) and self.out.is_dir() and not _is_empty_folder(self.out)
         if self.resume:
             self.manifest = self._check_resumable(comparison_size, clip, store_pixels, role)
         else:
@@ -229,9 +274,17 @@ class IndexBuilder:
     def _check_resumable(self, comparison_size: int | None, clip: Any, store_pixels: bool | None,
                          role: str | None) -> dict:
         manifest = store.read_manifest(self.out)
-        if manifest.get("source") != str(self.src):
-            raise TrainingIndexError(f"{self.out} was built from {manifest.get('source')}, not {self.src}: resume "
-                                     "with the same SRC, or build a new index")
+        roots = store.source_roots(manifest)
+        if self.add_to:
+            adding = manifest.get("adding")
+            if manifest.get("status") != store.STATUS_COMPLETE and adding != str(self.src):
+                what = f"adding {adding}" if adding else f"a build of {manifest.get('source')}"
+                again = f"--add-to {self.out}" if adding else f"--out {self.out} --resume"
+                raise TrainingIndexError(f"{self.out} is unfinished ({what} was interrupted): finish that first with "
+                                         f"inspector index build {adding or manifest.get('source')} {again}")
+        elif str(self.src) not in roots:
+            raise TrainingIndexError(f"{self.out} was built from {' + '.join(roots)}, not {self.src}: resume with the "
+                                     f"same SRC, add {self.src} with --add-to {self.out}, or build a new index")
         size = int(manifest["comparison_size"])
         if comparison_size is not None and int(comparison_size) != size:
             raise TrainingIndexError(f"{self.out} compares at {size} px, not {comparison_size}: resume without "
@@ -241,10 +294,13 @@ class IndexBuilder:
                                      f"{'stored' if manifest['pixels']['stored'] else 'not stored'}: resume "
                                      "without changing that, or build a new index")
         semantic = manifest.get("semantic")
+        if self.embeddings is not None and semantic is not None and semantic.get("source") != "clip-retrieval":
+            raise TrainingIndexError(f"{self.out} takes its semantic signal from CLIP model {semantic['model']}: "
+                                     "add images without --embeddings, or build a new index")
         if clip is not None and (semantic is None or str(clip) not in (semantic.get("model"), semantic.get("folder"))):
             raise TrainingIndexError(f"{self.out} was built {'without CLIP' if semantic is None else 'with CLIP ' + semantic['model']}: "
                                      "resume without changing --clip, or build a new index")
-        if semantic is not None:
+        if semantic is not None and semantic.get("source") != "clip-retrieval":
             self.clip = semantic["folder"] if Path(semantic["folder"]).is_dir() else semantic["model"]
         recorded = manifest.get("role") or store.DEFAULT_ROLE
         if role is not None and role != recorded:
@@ -337,9 +393,11 @@ class IndexBuilder:
     def _open_store(self, semantic: Any) -> tuple[IndexStore, dict[str, int]]:
         if self.manifest is None:
             self.out.mkdir(parents=True, exist_ok=True)
+            feature = feature_definition(FEATURE_GRID)
             self.manifest = store.new_manifest(
-                self.src, self.comparison_size, feature_definition(FEATURE_GRID), self.store_pixels,
-                semantic.describe(self.clip) if semantic else None, role=self.role)
+                self.src, self.comparison_size, feature, self.store_pixels,
+                semantic.describe(self.clip) if semantic else None, role=self.role,
+                compression=compressed.threshold_setting(self.compressed_above, int(feature["dim"])))
             need = decode.needed_side(DecodeSettings(self.comparison_size, FEATURE_GRID, self.store_pixels, None,
                                                      semantic.input_size if semantic else None))
             self.manifest["decode"] = {
@@ -349,9 +407,27 @@ class IndexBuilder:
             store.write_json_atomic(self.out / store.MANIFEST, self.manifest)
         else:
             self.manifest["status"] = store.STATUS_BUILDING
+            if self.add_to:
+                roots = store.source_roots(self.manifest)
+                if str(self.src) not in roots:
+                    roots.append(str(self.src))
+                self.manifest["sources"] = roots
+                self.manifest["adding"] = str(self.src)
+            if self.compressed_above is not None:
+                self.manifest["compression"] = compressed.threshold_setting(
+                    self.compressed_above, int(self.manifest["feature"]["dim"]))
+            store.write_json_atomic(self.out / store.MANIFEST, self.manifest)
+        if self.embeddings is not None:
+            from inspector.training_index.embeddings import semantic_record
+
+            self.manifest["semantic"] = semantic_record(self.manifest.get("semantic"), self.embeddings,
+                                                        self.embeddings_model)
             store.write_json_atomic(self.out / store.MANIFEST, self.manifest)
         st = IndexStore(self.out, self.manifest)
         repaired = st.repair()
+        if repaired["dropped_items"]:
+            # Rows the compressed index had encoded were cut (a power loss): encode every row again.
+            (self.out / store.FEATURES_FAISS).unlink(missing_ok=True)
         return st, repaired
 
     def _executor(self) -> ProcessPoolExecutor | None:
@@ -454,7 +530,7 @@ class IndexBuilder:
                 notes: list[str]) -> BuildReport:
         manifest = self.manifest
         finish_index(st, manifest, before_complete=lambda counts: self._write_report(
-            st, state, started, repaired, notes, counts))
+            st, state, started, repaired, notes, counts), retrain=self.retrain)
         return self.report
 
     def _write_report(self, st: IndexStore, state: _State, started: float, repaired: dict[str, int],
@@ -468,8 +544,9 @@ class IndexBuilder:
             skipped=[SkippedFile(**s) for s in st.skipped()],
             files_seen=state.files_done, files_already_indexed=state.already, new_images=state.new_images,
             seconds=round(seconds, 3), rate=round(state.decoded / seconds, 1) if seconds > 0 else 0.0,
-            resumed=self.resume, repaired=repaired, notes=notes, notes_total=state.notes_total, role=self.role,
-            content_hash=self.manifest.get("content_hash") or "")
+            resumed=self.resume and not self.add_to, repaired=repaired, notes=notes, notes_total=state.notes_total,
+            role=self.role, content_hash=self.manifest.get("content_hash") or "", added=self.add_to,
+            feature_index=_feature_index_summary(self.manifest.get("faiss") or {}))
         document = self.report.as_dict()
         document["finished"] = utc_now()
         store.write_json_atomic(self.out / store.REPORT, document)
@@ -509,9 +586,11 @@ def finish_index(
     st: IndexStore,
     manifest: dict[str, Any],
     before_complete: Callable[[dict[str, int]], None] | None = None,
+    retrain: bool = False,
 ) -> dict[str, int]:
-    """Count duplicates, build the FAISS indexes from the row files and the caption search tables, and mark the
-    manifest complete.
+    """Count duplicates (across everything ever added), read clip-retrieval embeddings, build the FAISS indexes
+    from the row files (flat, or compressed past the manifest's threshold: ``retrain`` trains it again) and the
+    caption search tables, and mark the manifest complete.
 
     Everything is written under temporary names and renamed; the manifest turns "complete" last, so an
     interruption here leaves a build that ``resume`` finishes. Returns the counts stored in the manifest.
@@ -520,23 +599,29 @@ def finish_index(
     st.count_duplicates()
     counts = st.counts()
     n = counts["unique_images"]
-    index, description = vectors.build(st.features.memmap("<f2", (n, int(manifest["feature"]["dim"]))), "l2")
-    vectors.write(index, folder / store.FEATURES_FAISS)
-    del index
-    manifest["faiss"] = {**description, "file": store.FEATURES_FAISS}
     semantic = manifest.get("semantic")
+    if semantic and semantic.get("source") == "clip-retrieval":
+        from inspector.training_index.embeddings import attach
+
+        attach(st.conn, folder, semantic, n)  # also gives matched images the folder's urls and captions
+    manifest["faiss"] = _feature_index(st, manifest, n, retrain)
     if semantic:
-        index, description = vectors.build(st.semantic.memmap("<f2", (n, int(semantic["dim"]))), "ip")
+        rows = store.RowFile(folder / store.SEMANTIC, int(semantic["dim"]) * 2).memmap("<f2", (n, int(semantic["dim"])))
+        index, description = vectors.build(rows, "ip")
         vectors.write(index, folder / store.SEMANTIC_FAISS)
         del index
         semantic["faiss"] = {**description, "file": store.SEMANTIC_FAISS}
     from inspector.training_index.captions import write_caption_tables
 
+    # Caption-matched candidates (search.py) look up the images of a caption by this index.
+    st.conn.execute("CREATE INDEX IF NOT EXISTS sources_caption ON sources(caption)")
     manifest["captions"] = {"distinct": write_caption_tables(st.conn), "search": "SQLite FTS5 (caption_search)"}
     manifest.setdefault("database", {})["schema_version"] = store.SCHEMA_VERSION
     manifest["content_hash"] = store.content_hash(st.conn)
     manifest.setdefault("content_hash_rule", store.CONTENT_HASH_RULE)
     manifest.setdefault("role", store.DEFAULT_ROLE)
+    manifest.pop("adding", None)
+    manifest["format_version"] = store.format_version(manifest)
     if before_complete is not None:
         before_complete(counts)
     st.finish()
@@ -544,6 +629,63 @@ def finish_index(
                     versions=store.library_versions())
     store.write_json_atomic(folder / store.MANIFEST, manifest)
     return counts
+
+
+def _feature_index(st: IndexStore, manifest: dict[str, Any], n: int, retrain: bool) -> dict[str, Any]:
+    """Write features.faiss over the feature rows, flat or compressed (and then calibrated); its manifest record."""
+    folder = st.folder
+    dim = int(manifest["feature"]["dim"])
+    rows = st.features.memmap("<f2", (n, dim))
+    setting = manifest.get("compression") or compressed.threshold_setting(None, dim)
+    manifest["compression"] = setting
+    if not compressed.wanted(n, int(setting["compressed_above"])):
+        index, description = vectors.build(rows, "l2", exact=True)
+        vectors.write(index, folder / store.FEATURES_FAISS)
+        (folder / store.FEATURES_TRAINED_FAISS).unlink(missing_ok=True)
+        return {**description, "file": store.FEATURES_FAISS}
+    from inspector.training_index.search import candidate_count
+
+    index, description = compressed.build(folder, rows, manifest.get("faiss"), retrain)
+    stored = st.pixels is not None
+    calibration = compressed.calibrate(
+        index, rows, _pixel_reader(st, manifest, n), int(manifest["feature"]["grid"]), candidate_count(4, n),
+        compressed.CALIBRATION_QUERIES if stored else compressed.CALIBRATION_QUERIES_DECODED)
+    vectors.write(index, folder / store.FEATURES_FAISS)
+    description.update(metric="l2", dim=dim, count=n, nprobe=calibration["nprobe"], pool=calibration["pool"],
+                       calibration=calibration, file=store.FEATURES_FAISS)
+    return description
+
+
+def _feature_index_summary(faiss_record: dict[str, Any]) -> dict[str, Any]:
+    """What a build report says about the feature index."""
+    if not faiss_record.get("compressed"):
+        return {"kind": "flat", "type": faiss_record.get("type")}
+    calibration = faiss_record.get("calibration") or {}
+    return {"kind": "compressed", "factory": faiss_record.get("factory"), "nprobe": faiss_record.get("nprobe"),
+            "pool": faiss_record.get("pool"), "recall": calibration.get("recall"),
+            "queries": calibration.get("queries"), "trained_now": faiss_record.get("trained_now"),
+            "rows_encoded_now": faiss_record.get("rows_encoded_now")}
+
+
+def _pixel_reader(st: IndexStore, manifest: dict[str, Any], n: int) -> Callable[[np.ndarray], list]:
+    """Canonical pixels of 0-based rows for calibration: the stored rows, or decoded again from the sources."""
+    size = int(manifest["comparison_size"])
+    if st.pixels is not None:
+        stored = st.pixels.memmap(np.uint8, (n, size, size, 3))
+        return lambda rows: [np.array(stored[int(r)]) for r in rows]
+    need = int((manifest.get("decode") or {}).get("need_side", size))
+
+    def read(rows: np.ndarray) -> list:
+        out = []
+        for r in rows:
+            item_id = int(r) + 1
+            sha = st.conn.execute("SELECT sha256 FROM items WHERE id = ?", (item_id,)).fetchone()[0]
+            sources = st.conn.execute("SELECT source, path, raw_path, offset, size, member FROM sources WHERE "
+                                      "item_id = ? ORDER BY id", (item_id,)).fetchall()
+            out.append(decode.pixels_from_sources(sources, sha, need, size)[0])
+        return out
+
+    return read
 
 
 def build_index(
@@ -559,8 +701,14 @@ def build_index(
     progress: Callable[[BuildProgress], None] | None = None,
     role: str | None = None,
     allow_pickle: bool = False,
+    add_to: bool = False,
+    compressed_above: int | None = None,
+    retrain: bool = False,
+    embeddings: str | os.PathLike | None = None,
+    embeddings_model: str | None = None,
 ) -> BuildReport:
-    """Build (or resume) a training index from ``src`` into ``out`` and return what was done.
+    """Build (or resume) a training index from ``src`` into ``out``, or with ``add_to`` append ``src`` to the
+    index ``out``, and return what was done.
 
     See :class:`IndexBuilder` for the parameters; ``progress`` is called after every chunk. Raises
     :class:`TrainingIndexError` (a UserError) for bad input, before anything is written, and when nothing
@@ -570,7 +718,9 @@ def build_index(
     under ``if __name__ == "__main__":`` (otherwise decoding falls back to this process, with a warning).
     """
     builder = IndexBuilder(src, out, resume=resume, comparison_size=comparison_size, clip=clip, workers=workers,
-                           chunk_size=chunk_size, store_pixels=store_pixels, role=role, allow_pickle=allow_pickle)
+                           chunk_size=chunk_size, store_pixels=store_pixels, role=role, allow_pickle=allow_pickle,
+                           add_to=add_to, compressed_above=compressed_above, retrain=retrain, embeddings=embeddings,
+                           embeddings_model=embeddings_model)
     for event in builder.run():
         if progress is not None:
             progress(event)

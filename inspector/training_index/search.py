@@ -19,6 +19,9 @@ For each query image:
    is not among the k nearest by tiled l2 it takes the k-th place. ``rank_by="l2"`` orders by l2 instead (the
    paper's ranking) and ``rank_by="semantic"`` by CLIP similarity. Each neighbour carries l2, tiled l2, SSIM and
    calibrated l2, the working size, and the training pixels at that size (for heatmaps of exactly these arrays).
+   With embeddings, each also carries the generation's likeness score over all candidates (the similarity k
+   training images reach, duplicates counted: :func:`inspector.training_index.semantic.likeness_score`) and the
+   embedder's k and threshold from the manifest.
 
 The feature distance is a lower bound of l2 at a common size (see features.py), so retrieval only misses an
 image whose l2 is beaten by at least C others' feature distances.
@@ -26,13 +29,13 @@ image whose l2 is beaten by at least C others' feature distances.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +46,9 @@ from inspector import metrics
 from inspector.findings import Neighbour
 from inspector.images import canonical
 from inspector.training_index import store, vectors
-from inspector.training_index.decode import DecodeError, canonical_uint8, open_image
+from inspector.training_index.decode import DecodeError, canonical_uint8, open_image, pixels_from_sources
 from inspector.training_index.features import compact_features
-from inspector.training_index.sources import read_bytes, read_source
+from inspector.training_index.sources import read_bytes
 from inspector.training_index.store import RowFile, RowReader, TrainingIndexError
 
 #: Candidates per query: max(CALIBRATION_N, CANDIDATE_FACTOR * k).
@@ -58,6 +61,33 @@ _REDUCED_CACHE_BYTES = 64 * 2**20
 MIN_WORKING_SIZE = 8
 #: How the query may be ordered: by tiled l2 (the verdict's metric, default), l2 (Carlini et al.), CLIP similarity.
 RANKINGS = ("tiled_l2", "l2", "semantic")
+#: Captions taken from the caption search per prompt, and the share of words a caption and the prompt must have in
+#: common to count as a close match (both ways); the images of close captions are compared exactly, at most
+#: CAPTION_CANDIDATES of them per prompt.
+CAPTION_MATCHES = 10
+CAPTION_CLOSE = 0.8
+CAPTION_CANDIDATES = 256
+
+
+def candidate_count(k: int, count: int) -> int:
+    """C, the candidates compared exactly per query for k neighbours: max(50, 10 k), at most the index size."""
+    return int(min(count, max(metrics.CALIBRATION_N, CANDIDATE_FACTOR * int(k))))
+
+
+@dataclass
+class Candidates:
+    """The indexed images one query is compared with exactly, and why each was taken (item ids, ascending).
+
+    ``by_feature``: the C nearest by compact feature (after a compressed index's exact re-rank of its pool);
+    ``by_semantic``: the C most similar by CLIP embedding (when the index has them and the model is available);
+    ``by_caption``: images whose caption equals or closely matches the prompt, ``captions`` those captions.
+    """
+
+    ids: np.ndarray
+    by_feature: np.ndarray
+    by_semantic: np.ndarray
+    by_caption: np.ndarray
+    captions: list[str]
 
 ImageLike = np.ndarray | Image.Image | str | os.PathLike
 
@@ -90,6 +120,7 @@ class TrainingIndex:
         self._reduced: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._reduced_bytes = 0
         self._reader_pool: ThreadPoolExecutor | None = None
+        self._features_reader: RowReader | None = None  # feature rows on disk: a compressed index's exact re-rank
         self._semantic_wanted = semantic
         self._captions: Any = None  # captions.CaptionSearch, made on first use
         self._semantic_model: Any = None
@@ -160,6 +191,9 @@ class TrainingIndex:
                     reader.close()
             self._pixels = None
             self._semantic_rows = None
+            if self._features_reader is not None:
+                self._features_reader.close()
+                self._features_reader = None
             self._faiss = None
 
     def __enter__(self) -> TrainingIndex:
@@ -302,23 +336,8 @@ class TrainingIndex:
             rows = self._conn.execute(
                 "SELECT source, path, raw_path, offset, size, member FROM sources WHERE item_id = ? ORDER BY id",
                 (item_id,)).fetchall()
-        problems = []
-        for source, path, raw, offset, size, member in rows:
-            real = os.fsdecode(raw) if raw is not None else path
-            try:
-                data = read_source(real, member, offset, size)
-            except OSError as exc:
-                problems.append(f"{source}: {exc.strerror or exc}")
-                continue
-            if hashlib.sha256(data).hexdigest() != sha:
-                problems.append(f"{source}: the file has changed since it was indexed")
-                continue
-            try:
-                im, _, _ = open_image(data, self._need_side)
-            except DecodeError as exc:
-                problems.append(f"{source}: {exc.reason}")
-                continue
-            pixels = canonical_uint8(im, self.comparison_size)
+        pixels, problems = pixels_from_sources(rows, sha, self._need_side, self.comparison_size)
+        if pixels is not None:
             with self._lock:
                 self._decoded[item_id] = pixels
                 while len(self._decoded) > _DECODED_CACHE:
@@ -331,7 +350,7 @@ class TrainingIndex:
     # --- queries -----------------------------------------------------------------------------------------------
 
     def query(self, images: ImageLike | Sequence[ImageLike], k: int = 4, *,
-              rank_by: str = "tiled_l2") -> list[list[Neighbour]]:
+              rank_by: str = "tiled_l2", prompts: str | Sequence[str | None] | None = None) -> list[list[Neighbour]]:
         """The k nearest training images of each query image.
 
         Parameters
@@ -345,6 +364,10 @@ class TrainingIndex:
             "tiled_l2" (default: the k nearest by tiled l2, the suggested verdict's metric; ties by l2, then id;
             the candidate nearest by l2 is always among them), "l2" (exact normalized l2, as Carlini et al. rank)
             or "semantic" (CLIP cosine similarity, most similar first; needs an index built with --clip).
+        prompts
+            The prompt that made the images (one for all, or one per image; None: not known). Images whose
+            caption equals or closely matches it join the candidates and are compared exactly, whatever their
+            features say (Carlini et al. compared each generation with the training image of its caption).
 
         Returns
         -------
@@ -353,40 +376,114 @@ class TrainingIndex:
             the working size min(query's square side, comparison size), given as each neighbour's
             ``comparison_size``: l2 and tiled_l2 in [0, 1], ssim in [-1, 1], calibrated_l2 >= 0.
         """
-        if int(k) < 1:
-            raise TrainingIndexError(f"k must be at least 1, got {k}")
         rank_by = rank_by.replace("-", "_")
         if rank_by not in RANKINGS:
             raise TrainingIndexError(f"rank_by must be one of {', '.join(RANKINGS)}, got {rank_by!r}")
+        batch, prepared, model, pools, embeddings = self._gather(images, k, prompts, rank_by == "semantic")
+        return [self._rank(prepared[qi][0], pools[qi].ids, int(k), rank_by,
+                           None if embeddings is None else embeddings[qi]) for qi in range(len(batch))]
+
+    def candidates(self, images: ImageLike | Sequence[ImageLike], k: int = 4, *,
+                   prompts: str | Sequence[str | None] | None = None) -> list[Candidates]:
+        """The images each query image is compared with exactly when :meth:`query` asks for its k nearest, and
+        why each was taken (compact feature, CLIP similarity, caption matching the prompt)."""
+        return self._gather(images, k, prompts, False)[3]
+
+    def compare(self, image: ImageLike, item_ids: Sequence[int]) -> list[Neighbour]:
+        """The exact distances of one image to chosen indexed images (e.g. those whose caption is the prompt
+        that made it), nearest by tiled l2 first; ``calibrated_l2`` is None (there is no crowd to compare with)."""
+        self._check_open()
+        ids = np.unique(np.asarray([self._valid_id(i) for i in item_ids], dtype=np.int64))
+        if not len(ids):
+            return []
+        pixels, _ = self._prepare_query(image)
+        out = self._rank(pixels, ids, len(ids), "tiled_l2", None)
+        for n in out:
+            n.calibrated_l2 = None
+        return out
+
+    def _gather(self, images: ImageLike | Sequence[ImageLike], k: int, prompts: Any, semantic_required: bool
+                ) -> tuple[list, list, Any, list[Candidates], np.ndarray | None]:
+        """Prepared queries and their candidates: FAISS on the compact feature (a compressed index's pool
+        re-ranked by the exact feature), CLIP similarity when available, and caption matches of the prompt."""
+        if int(k) < 1:
+            raise TrainingIndexError(f"k must be at least 1, got {k}")
         self._check_open()
         batch = _as_batch(images)
         if self._count == 0:
             raise TrainingIndexError(f"{self.folder} holds no images: build it from a folder with usable images")
+        per_image = _prompts_for(prompts, len(batch))
         if not batch:
-            return []
+            return [], [], None, [], None
         prepared = [self._prepare_query(x) for x in batch]
-        model = self._semantic() if (rank_by == "semantic" or self._semantic_wanted is not False) else None
-        if rank_by == "semantic" and model is None:
+        model = self._semantic() if (semantic_required or self._semantic_wanted is not False) else None
+        if semantic_required and model is None:
             raise TrainingIndexError(f"{self.folder} cannot rank by CLIP similarity: "
                                      f"{self.semantic_problem or 'it was built without --clip'}")
-        k = int(k)
-        n_candidates = min(self._count, max(metrics.CALIBRATION_N, CANDIDATE_FACTOR * k))
-        features = np.stack([feature for _, feature in prepared])
-        _, ids = vectors.search(self._faiss, features, n_candidates)
+        n_candidates = candidate_count(int(k), self._count)
+        by_feature = self._feature_candidates(np.stack([feature for _, feature in prepared]), n_candidates)
         embeddings = sem_ids = None
         if model is not None:
             inputs = np.stack([_query_pixels(x, model.input_size, self._need_side) for x in batch])
             embeddings = model.embed(inputs)
             _, sem_ids = vectors.search(self._semantic_index, embeddings, n_candidates)
-        results = []
+        by_prompt: dict[str, tuple[np.ndarray, list[str]]] = {}
+        pools = []
         for qi in range(len(batch)):
-            found = ids[qi][ids[qi] >= 0]
-            if sem_ids is not None:
-                found = np.concatenate([found, sem_ids[qi][sem_ids[qi] >= 0]])
-            candidates = np.unique(found) + 1  # FAISS row -> item id
-            emb = None if embeddings is None else embeddings[qi]
-            results.append(self._rank(prepared[qi][0], candidates, k, rank_by, emb))
-        return results
+            by_semantic = np.zeros(0, np.int64) if sem_ids is None else sem_ids[qi][sem_ids[qi] >= 0] + 1
+            prompt = per_image[qi]
+            if prompt and prompt not in by_prompt:
+                by_prompt[prompt] = self.caption_candidates(prompt)
+            by_caption, captions = by_prompt.get(prompt, (np.zeros(0, np.int64), [])) if prompt else (
+                np.zeros(0, np.int64), [])
+            ids = np.unique(np.concatenate([by_feature[qi], by_semantic, by_caption]).astype(np.int64))
+            pools.append(Candidates(ids=ids, by_feature=by_feature[qi], by_semantic=np.unique(by_semantic),
+                                    by_caption=by_caption, captions=captions))
+        return batch, prepared, model, pools, embeddings
+
+    def _feature_candidates(self, features: np.ndarray, n_candidates: int) -> list[np.ndarray]:
+        """Item ids of the n nearest by compact feature, per query. A compressed index returns a pool (its
+        calibrated size, at least n) that is re-ranked by the exact feature read from disk, so the n that reach
+        the pixel comparison are the flat index's n whenever they are in the pool."""
+        record = self.manifest["faiss"]
+        if not record.get("compressed"):
+            _, ids = vectors.search(self._faiss, features, n_candidates)
+            return [row[row >= 0].astype(np.int64) + 1 for row in ids]
+        from inspector.training_index.compressed import refine
+
+        pool = max(int(record.get("pool") or 0), n_candidates)
+        _, ids = vectors.search(self._faiss, features, pool)
+        rows = self._feature_rows()
+        return [refine(ids[qi], features[qi], rows.read, n_candidates) + 1 for qi in range(len(features))]
+
+    def _feature_rows(self) -> RowReader:
+        with self._lock:
+            if self._features_reader is None:
+                self._features_reader = RowReader(self.folder / store.FEATURES, "<f2", (self._dim,), self._count)
+            return self._features_reader
+
+    def caption_candidates(self, prompt: str) -> tuple[np.ndarray, list[str]]:
+        """Item ids (ascending, at most :data:`CAPTION_CANDIDATES`) of the images whose caption equals or closely
+        matches ``prompt``, and those captions. "Closely": the caption holds at least
+        :data:`CAPTION_CLOSE` of the prompt's words (weighted by rarity) and the prompt at least that share of the
+        caption's words. Empty when the index has no captions."""
+        from inspector.training_index.captions import caption_words
+
+        if not prompt or not prompt.strip():
+            return np.zeros(0, np.int64), []
+        words = set(caption_words(prompt))
+        close = []
+        for m in self.match_captions(prompt, k=CAPTION_MATCHES):
+            own = set(caption_words(m.caption))
+            if m.exact or (m.coverage >= CAPTION_CLOSE and own and len(own & words) / len(own) >= CAPTION_CLOSE):
+                close.append(m.caption)
+        if not close:
+            return np.zeros(0, np.int64), []
+        marks = ",".join("?" * len(close))
+        with self._lock:
+            rows = self._conn.execute(f"SELECT DISTINCT item_id FROM sources WHERE caption IN ({marks}) "
+                                      f"ORDER BY item_id LIMIT {CAPTION_CANDIDATES}", close).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64), close
 
     def _prepare_query(self, image: ImageLike) -> tuple[np.ndarray, np.ndarray]:
         """The query's canonical pixels at its working size (uint8) and its retrieval feature."""
@@ -409,8 +506,10 @@ class TrainingIndex:
         by_l2 = np.lexsort((candidates, d))
         crowd = float(d[by_l2[: metrics.CALIBRATION_N]].mean())
         sims = None
+        likeness: dict[str, Any] = {}
         if embedding is not None:
             sims = self._semantic_rows.read(candidates - 1).astype(np.float32) @ embedding
+            likeness = self._likeness(candidates, sims)
         if rank_by == "semantic":
             order = np.lexsort((candidates, -sims))
         elif rank_by == "l2":
@@ -437,7 +536,7 @@ class TrainingIndex:
                 duplicate_count=m["duplicate_count"], l2=near, tiled_l2=metrics.tiled_l2(query, train),
                 ssim=metrics.ssim(query, train), calibrated_l2=calibrated, index_id=self.index_id,
                 thumbnail=str(self.folder / m["thumbnail"]), image_sha256=m["sha256"], licence=m["licence"],
-                semantic_similarity=None if sims is None else float(sims[j]), comparison_size=size,
+                semantic_similarity=None if sims is None else float(sims[j]), **likeness, comparison_size=size,
                 pixels=train, url=m["origin"], index_role=self.role, caption_source=m["caption_source"]))
         if rank_by == "tiled_l2":
             # The numbers shown are metrics.py's own: order by exactly those (they may differ from the batch
@@ -448,6 +547,27 @@ class TrainingIndex:
         for rank, n in enumerate(out, start=1):
             n.rank = rank
         return out
+
+    def _likeness(self, candidates: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
+        """One generation's likeness score (semantic.likeness_score) with the embedder's threshold and k, from its
+        similarities to the candidates, which hold the most similar images by embedding."""
+        from inspector.training_index.semantic import (
+            DEFAULT_LIKENESS_K,
+            DEFAULT_LIKENESS_THRESHOLD,
+            likeness_score,
+        )
+
+        sem = self.manifest["semantic"]
+        k = int(sem.get("likeness_k", DEFAULT_LIKENESS_K))
+        # Every image counts at least once, so the k most similar decide the score.
+        top = np.argsort(-sims, kind="stable")[:k]
+        ids = [int(candidates[j]) for j in top]
+        with self._lock:
+            counts = dict(self._conn.execute(
+                f"SELECT id, duplicate_count FROM items WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall())
+        return {"likeness_score": likeness_score(sims[top], np.asarray([counts[i] for i in ids]), k),
+                "likeness_threshold": float(sem.get("likeness_threshold", DEFAULT_LIKENESS_THRESHOLD)),
+                "likeness_k": k}
 
     def _neighbour_meta(self, item_ids: list[int]) -> dict[int, dict[str, Any]]:
         marks = ",".join("?" * len(item_ids))
@@ -469,6 +589,8 @@ class TrainingIndex:
             from inspector.training_index.semantic import SemanticModel, SemanticModelError, model_identity
 
             sem = self.manifest["semantic"]
+            if sem.get("source") == "clip-retrieval":
+                return self._clip_retrieval_model(sem)
             try:
                 # Pickle weights only where the person allowed them when building this index.
                 model = SemanticModel.load(sem["folder"] if Path(sem["folder"]).is_dir() else sem["model"],
@@ -486,6 +608,25 @@ class TrainingIndex:
             self._semantic_rows = RowReader(self.folder / store.SEMANTIC, "<f2", (int(sem["dim"]),), self._count)
             self._semantic_model = model
             return model
+
+    def _clip_retrieval_model(self, sem: dict[str, Any]) -> Any:
+        """The model that embeds queries like the index's clip-retrieval embeddings (embeddings.py), with the
+        index's own lock held; None, with the reason kept (and warned), when it is not available."""
+        from inspector.training_index.embeddings import load_query_model
+        from inspector.training_index.semantic import SemanticModelError
+
+        try:
+            model = load_query_model(sem)
+        except SemanticModelError as exc:
+            self.semantic_problem = str(exc)
+            if self._semantic_wanted:
+                raise
+            warnings.warn(f"CLIP similarity is off for {self.folder}: {exc}", stacklevel=4)
+            return None
+        self._semantic_index = vectors.read(self.folder / store.SEMANTIC_FAISS, sem["faiss"])
+        self._semantic_rows = RowReader(self.folder / store.SEMANTIC, "<f2", (int(sem["dim"]),), self._count)
+        self._semantic_model = model
+        return model
 
     # --- captions ----------------------------------------------------------------------------------------------
 
@@ -565,9 +706,12 @@ class TrainingIndex:
             "pixels_stored": bool(m["pixels"]["stored"]),
             "feature": m["feature"],
             "faiss": m["faiss"],
+            "compression": m.get("compression"),
+            "source_roots": store.source_roots(m),
             "semantic": None if not m.get("semantic") else {
                 "model": m["semantic"]["model"], "dim": m["semantic"]["dim"], "available": self.semantic_problem
-                is None, "problem": self.semantic_problem},
+                is None, "problem": self.semantic_problem, "source": m["semantic"].get("source", "clip"),
+                "note": m["semantic"].get("note")},
             "captions": {"distinct": self.caption_count(), "full_text_search": self.has_caption_search},
             "versions": m["versions"],
         }
@@ -598,6 +742,16 @@ class TrainingIndex:
                     continue
         usage["total"] = sum(usage.values()) + size(store.MANIFEST) + size(store.REPORT)
         return usage
+
+
+def _prompts_for(prompts: str | Sequence[str | None] | None, n: int) -> list[str | None]:
+    """One prompt (or None) per query image."""
+    if prompts is None or isinstance(prompts, str):
+        return [prompts] * n
+    prompts = list(prompts)
+    if len(prompts) != n:
+        raise TrainingIndexError(f"{len(prompts)} prompts for {n} query images: give one prompt, or one per image")
+    return prompts
 
 
 def _as_batch(images: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:

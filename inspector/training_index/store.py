@@ -42,7 +42,10 @@ from inspector.fileio import sqlite_uri, write_atomic
 from inspector.timestamps import utc_now
 
 FORMAT = "inspector-training-index"
-FORMAT_VERSION = 1
+#: The newest index format this inspector reads. An index is written as version 1 unless it needs version 2:
+#: a compressed feature index (faiss.compressed, compressed.py) or embeddings read from a clip-retrieval folder
+#: (semantic.source "clip-retrieval", embeddings.py); an older inspector then refuses it instead of misreading it.
+FORMAT_VERSION = 2
 #: 2: caption tables (caption_counts, caption_search FTS5, caption_terms), written when a build finishes. A
 #: schema 1 index still opens (caption queries scan its captions); ``index build --resume`` upgrades it.
 SCHEMA_VERSION = 2
@@ -52,6 +55,8 @@ FEATURES = "features.f16"
 PIXELS = "pixels.u8"
 SEMANTIC = "semantic.f16"
 FEATURES_FAISS = "features.faiss"
+#: The trained, empty compressed index (compressed.py), kept so that rows added later are encoded without training.
+FEATURES_TRAINED_FAISS = "features.trained.faiss"
 SEMANTIC_FAISS = "semantic.faiss"
 THUMBS = "thumbs"
 REPORT = "build_report.json"
@@ -260,13 +265,26 @@ def content_hash(conn: sqlite3.Connection) -> str:
     return h.hexdigest()
 
 
+def source_roots(manifest: dict[str, Any]) -> list[str]:
+    """Every folder or shard an index was built from: SRC of the first build, then each ``--add-to`` SRC."""
+    return list(manifest.get("sources") or [manifest.get("source", "")])
+
+
+def format_version(manifest: dict[str, Any]) -> int:
+    """The oldest index format that describes this manifest (see :data:`FORMAT_VERSION`)."""
+    compressed = bool((manifest.get("faiss") or {}).get("compressed"))
+    clip_retrieval = (manifest.get("semantic") or {}).get("source") == "clip-retrieval"
+    return 2 if compressed or clip_retrieval else 1
+
+
 def identity(manifest: dict[str, Any], folder: str | os.PathLike | None = None) -> dict[str, Any]:
-    """What names an index wherever it is shown: role, source folder or shards, images, build date and content
-    hash (plain JSON; ``content_hash`` is None for an index built before hashes were recorded)."""
+    """What names an index wherever it is shown: role, source folder or shards (several joined with " + " when
+    folders were added with ``--add-to``), images, build date and content hash (plain JSON; ``content_hash`` is
+    None for an index built before hashes were recorded)."""
     return {
         "index_id": manifest.get("index_id", ""),
         "role": manifest.get("role") or DEFAULT_ROLE,
-        "source": manifest.get("source", ""),
+        "source": " + ".join(source_roots(manifest)),
         "images": int((manifest.get("counts") or {}).get("unique_images", 0)),
         "built": manifest.get("updated") or manifest.get("created") or "",
         "content_hash": manifest.get("content_hash"),
@@ -303,7 +321,10 @@ class IndexStore:
         self.features = RowFile(self.folder / FEATURES, int(manifest["feature"]["dim"]) * 2)
         self.pixels = RowFile(self.folder / PIXELS, size * size * 3) if manifest["pixels"]["stored"] else None
         semantic = manifest.get("semantic")
-        self.semantic = RowFile(self.folder / SEMANTIC, int(semantic["dim"]) * 2) if semantic else None
+        # Embeddings read from a clip-retrieval folder are written whole when the build finishes (embeddings.py),
+        # not a chunk at a time.
+        per_chunk = semantic and semantic.get("source") != "clip-retrieval"
+        self.semantic = RowFile(self.folder / SEMANTIC, int(semantic["dim"]) * 2) if per_chunk else None
 
     @property
     def row_files(self) -> list[RowFile]:
@@ -454,19 +475,22 @@ def new_manifest(
     store_pixels: bool,
     semantic: dict[str, Any] | None,
     role: str = DEFAULT_ROLE,
+    compression: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest a new build starts with (status "building" until it finishes)."""
+    """The manifest a new build starts with (status "building" until it finishes). ``compression`` is when the
+    feature index is compressed (``compressed.threshold_setting``); None: the default threshold."""
     if role not in ROLES:
         raise TrainingIndexError(f"unknown index role {role!r}: use training or reference")
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 1,
         "index_id": str(uuid.uuid4()),
         "role": role,
         "status": STATUS_BUILDING,
         "created": utc_now(),
         "updated": utc_now(),
         "source": str(src),
+        "sources": [str(src)],
         "comparison_size": comparison_size,
         "canonical_form": "centre crop to a square, bicubic resize to comparison_size, 8-bit RGB (alpha "
                           "composited on white, EXIF orientation applied); JPEGs decoded in draft mode to at "
@@ -484,6 +508,7 @@ def new_manifest(
         "thumbnails": {"folder": THUMBS, "max_side": 128, "format": "JPEG", "naming": "thumbs/<sha[:2]>/<sha>.jpg"},
         "database": {"file": DATABASE, "schema_version": SCHEMA_VERSION},
         "faiss": None,
+        "compression": compression,
         "ranking": "FAISS candidates on the compact feature, then exact normalized l2 (Carlini et al.) on the "
                    "canonical pixels; neighbours are ordered by l2",
         "counts": {"unique_images": 0, "sources": 0, "skipped": 0},

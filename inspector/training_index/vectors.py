@@ -1,4 +1,9 @@
-"""FAISS indexes over the row files: which kind for which size, and how they are written and read."""
+"""FAISS indexes over the row files: which kind for which size, and how they are written and read.
+
+The compact features get an exact flat index up to the size where it would crowd memory, and a compressed one
+beyond it (compressed.py); CLIP embeddings get the flat index up to :data:`EXACT_LIMIT` rows, an inverted file
+beyond.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ def _faiss() -> Any:
     return faiss
 
 
-def build(rows: np.ndarray, metric: str) -> tuple[Any, dict[str, Any]]:
+def build(rows: np.ndarray, metric: str, exact: bool | None = None) -> tuple[Any, dict[str, Any]]:
     """A FAISS index over ``rows`` (N x D float16, possibly a memory map) and its manifest description.
 
     Parameters
@@ -31,11 +36,14 @@ def build(rows: np.ndarray, metric: str) -> tuple[Any, dict[str, Any]]:
         The vectors, added in row order so that FAISS id = row = item id - 1.
     metric
         "l2" (squared Euclidean) or "ip" (inner product, cosine for unit vectors).
+    exact
+        True: always the flat float16 scan (the caller decided, e.g. below the compression threshold); None: flat
+        up to :data:`EXACT_LIMIT` rows, an inverted file beyond.
     """
     faiss = _faiss()
     n, d = rows.shape
     metric_type = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-    if n <= EXACT_LIMIT:
+    if exact or n <= EXACT_LIMIT:
         index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, metric_type)
         description = {"type": "IndexScalarQuantizer", "codec": "fp16", "exact": True}
     else:
@@ -64,7 +72,8 @@ def read(path: Path, description: dict[str, Any]) -> Any:
     faiss = _faiss()
     index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     if description.get("nprobe"):
-        index.nprobe = int(description["nprobe"])
+        # extract_index_ivf also reaches an inverted file behind a transform (a compressed index's PCA).
+        faiss.extract_index_ivf(index).nprobe = int(description["nprobe"])
     return index
 
 

@@ -412,7 +412,7 @@ def test_build_info_and_query_on_the_command_line(folder, tmp_path, capsys):
     (["index", "query", "{out}", "{src}/img_00.png"], "no such index folder"),
     (["index", "query", "{built}", "{missing}"], "no such image file"),
     (["index", "query", "{built}", "{src}/img_00.txt"], "not an image"),
-    (["index", "query", "{built}", "{src}/img_00.png", "--k", "0"], "--k must be at least 1"),
+    (["index", "query", "{built}", "{src}/img_00.png", "--k", "0"], "--k: the number of neighbours must be between 1 and"),
     (["index", "build", "{empty}", "--out", "{out}", "--workers", "1"], "no usable images"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(folder, tmp_path, capsys, argv, message):

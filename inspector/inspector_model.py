@@ -33,7 +33,16 @@ from typing import Any
 
 from inspector.errors import UserError, user_error
 from inspector.extraction import CLIQUE_EDGE_THRESHOLD
-from inspector.findings import LABEL_WORDS, LABELS, LIKENESS_ONLY, LIKENESS_SUGGESTED, UNLABELED, LabelEvent
+from inspector.findings import (
+    LABEL_WORDS,
+    LABELS,
+    LIKENESS_ONLY,
+    LIKENESS_SUGGESTED,
+    MEMORIZED,
+    NOVEL,
+    UNLABELED,
+    LabelEvent,
+)
 from inspector.metrics import EXTRACTION_THRESHOLD
 from inspector.resources import DEMO
 from inspector.session import Inspected, InspectRequest, PromptSummary, finding_from
@@ -50,7 +59,7 @@ HEATMAP_MODES = ("none", "pixel", "tiles", "ssim")
 RECENT = 8
 
 #: The suggestion that pressing Enter ("agree") turns into a label.
-AGREE_LABEL = {"memorized": "memorized", LIKENESS_SUGGESTED: LIKENESS_ONLY, "novel": "novel"}
+AGREE_LABEL = {MEMORIZED: MEMORIZED, LIKENESS_SUGGESTED: LIKENESS_ONLY, NOVEL: NOVEL}
 
 #: What the window says it is for, on its first screen.
 WHAT_IT_DOES = ("Checks whether an image-generation model copies its training images: type a prompt, compare "
@@ -475,10 +484,10 @@ class InspectorModel:
         """Select a generation of the run on the Inspect view (None: nothing)."""
         if item is not None and (self.run is None or not any(i is item for i in self.run.items)):
             return
+        if item is self.selected:  # a view re-announcing the same selection (a re-sort) is not a choice
+            return
         if by_person and item is not None:
             self._user_selected = True
-        if item is self.selected:
-            return
         self.selected = item
         self.events.selection_changed.emit(INSPECT, item)
         self.events.label_state.emit(INSPECT)
@@ -923,7 +932,7 @@ def inspected_from_finding(finding: Any) -> Inspected:
     provenance.setdefault("prompt", finding.prompt)
     return Inspected(position=0, seed=finding.seed, image=image, png=finding.image_png, provenance=provenance,
                      neighbours=finding.neighbours,
-                     suggestion=Suggestion(finding.suggested_verdict or "novel", finding.suggestion_reason),
+                     suggestion=Suggestion(finding.suggested_verdict or NOVEL, finding.suggestion_reason),
                      finding_id=finding.id, label=finding.label, notes=finding.notes, index=finding.index)
 
 

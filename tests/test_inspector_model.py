@@ -41,7 +41,7 @@ def generation(prompt: str, seed: int, nearest: float, verdict: str = "novel", i
     provenance = {"prompt": prompt, "seed": seed, "steps": 2, "model": {"id": "demo", "sha256": "ab" * 32}}
     return Inspected(position=seed, seed=seed, image=image, png=png_of(image), provenance=provenance,
                      neighbours=neighbours, suggestion=Suggestion(verdict, f"nearest {nearest:.2f}"),
-                     index={"role": "training", "source": "train"}, index_source=index_source)
+                     index={"role": "training", "source": "train", "images": 4}, index_source=index_source)
 
 
 def run(model: InspectorModel, prompt: str, nearest: list[float], *, verdicts: list[str] | None = None,
@@ -227,13 +227,14 @@ def test_the_first_selection_and_next_unlabeled_follow_the_grids_order(model):
 
 
 def test_the_first_generation_stays_selected_when_the_person_picked_one_during_the_run(model):
-    started = model.start_run(InspectRequest(prompt="a lighthouse", n=2))
-    a, b = generation("a lighthouse", 0, 0.5), generation("a lighthouse", 1, 0.1)
+    started = model.start_run(InspectRequest(prompt="a lighthouse", n=3))
+    a, c, b = (generation("a lighthouse", k, d) for k, d in ((0, 0.5), (1, 0.3), (2, 0.1)))
     model.add_result(started.number, a)
-    model.select(a)  # a click while b is still sampling
+    model.add_result(started.number, c)
+    model.select(c)  # a click while b is still sampling
     model.add_result(started.number, b)
     model.finish_run(started.number)
-    assert model.selected is a
+    assert model.selected is c
 
 
 def test_enter_agrees_with_the_suggestion_and_likeness_becomes_likeness_only(model, path):
@@ -397,3 +398,13 @@ def test_heatmaps_that_arrive_after_the_person_moved_on_are_dropped(path):
         done(work())
     shown = [args[1] for n, args in heard.log if n == "views_ready"]
     assert shown == [b]
+
+
+def test_a_view_announcing_the_same_selection_again_is_not_the_persons_choice(model):
+    started = model.start_run(InspectRequest(prompt="a lighthouse", n=2))
+    a, b = generation("a lighthouse", 0, 0.5), generation("a lighthouse", 1, 0.1)
+    model.add_result(started.number, a)
+    model.select(a)  # the grid re-sorting as b arrives says "a is current" again
+    model.add_result(started.number, b)
+    model.finish_run(started.number)
+    assert model.selected is b  # still the first in the grid's order

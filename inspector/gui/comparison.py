@@ -151,6 +151,7 @@ class ComparisonPanel(QWidget):
         self.role: str | None = None
         self.mode_label = QLabel()
         self.mode_label.setWordWrap(True)
+        self.mode_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.legend = QLabel()
         self.note = PlainLabel()  # why the pictures are thumbnails, when they are
         self.note.setWordWrap(True)
@@ -171,8 +172,7 @@ class ComparisonPanel(QWidget):
         for k, card in enumerate(self.cards):
             grid.addWidget(card, 0, k)
         head = QHBoxLayout()
-        head.addWidget(self.mode_label)
-        head.addStretch(1)
+        head.addWidget(self.mode_label, 1)  # the whole width: a narrow column of words pushes the cards down
         head.addWidget(self.legend)
         right = QVBoxLayout()
         right.addLayout(head)

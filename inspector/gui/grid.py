@@ -80,6 +80,14 @@ class GenerationModel(QAbstractListModel):
         return list(self._items)
 
 
+def tile_caption(item: Any, pending: bool = False) -> str:
+    """The words under a tile: its seed always (how a generation is named and made again), then its label once
+    it has one, or that the label is being saved."""
+    if item.label != UNLABELED:
+        return f"seed {item.seed} ✓ {LABEL_WORDS[item.label]}"
+    return f"seed {item.seed}" + (" · saving…" if pending else "")
+
+
 class GenerationDelegate(QStyledItemDelegate):
     """Paints the picture, a verdict badge with its word and nearest distance, and the person's label."""
 
@@ -116,11 +124,7 @@ class GenerationDelegate(QStyledItemDelegate):
         pen = option.palette.highlightedText().color() if option.state & QStyle.StateFlag.State_Selected \
             else option.palette.text().color()
         painter.setPen(QPen(pen))
-        # The seed stays visible once labeled: it is how a generation is named and made again.
-        if item.label != UNLABELED:
-            label = f"{item.seed} ✓ {LABEL_WORDS[item.label]}"
-        else:
-            label = f"seed {item.seed}" + (" · saving…" if index.data(PendingRole) else "")
+        label = tile_caption(item, bool(index.data(PendingRole)))
         painter.drawText(caption, Qt.AlignmentFlag.AlignCenter,
                          painter.fontMetrics().elidedText(label, Qt.TextElideMode.ElideRight, caption.width()))
         painter.restore()

@@ -896,8 +896,15 @@ class MainWindow(QMainWindow):
             self.strip.set_role(role)
             self.label_bar.set_role(role)
             focus = QApplication.focusWidget()
-            if focus is None or focus is self.prompt_panel.prompt or isinstance(focus, QPushButton):
-                self.grid.setFocus()  # Ctrl+Enter was just pressed: the keys label from here on
+            typing_again = self.prompt_panel.prompt.toPlainText().strip() != run.request.prompt
+            if (focus is None or self.prompt_scroll.isAncestorOf(focus)) and not typing_again:
+                # Ctrl+Enter was just pressed: the keys label from here on. A list view taking the focus makes
+                # its first row current, which is the model's choice to make, not a click.
+                self._rendering = True
+                try:
+                    self.grid.setFocus()
+                finally:
+                    self._rendering = False
         self.strip.set_values([1.0 if i.nearest_tiled_l2 is None else i.nearest_tiled_l2 for i in run.items])
         self.strip.set_line(self.model.summary_line())
         self.header.setText(f"{len(run.items)} of {run.request.n} generations of “{run.request.prompt}”")

@@ -241,7 +241,8 @@ def json_safe(value: Any, *, non_finite: str = "tagged") -> Any:
     ``non_finite="tagged"`` (provenance, manifests), ``{"__float__": "inf" | "-inf" | "nan"}``
     (:data:`FLOAT_TAG`), which :func:`json_restore` turns back into the same float; with ``non_finite="text"``
     the bare string ``"inf"``, ``"-inf"`` or ``"nan"`` (the casebook's metrics, whose hashed events were written
-    so and must stay so: :mod:`inspector.casebook.jsontext`).
+    so and must stay so: :mod:`inspector.casebook.jsontext`); with ``non_finite="null"`` None (the JSON export,
+    for tools that want numbers or nothing).
     """
     if value is None or isinstance(value, (bool, str, int)):
         return value
@@ -253,7 +254,9 @@ def json_safe(value: Any, *, non_finite: str = "tagged") -> Any:
             return {FLOAT_TAG: text}
         if non_finite == "text":
             return text
-        raise ValueError(f"non_finite must be 'tagged' or 'text', not {non_finite!r}")
+        if non_finite == "null":
+            return None
+        raise ValueError(f"non_finite must be 'tagged', 'text' or 'null', not {non_finite!r}")
     if isinstance(value, Mapping):
         return {str(k): json_safe(v, non_finite=non_finite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

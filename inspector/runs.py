@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inspector.errors import UserError
+from inspector.findings import LIKENESS_SUGGESTED, MEMORIZED, NOVEL
 from inspector.progress import Progress, ProgressCallback, no_progress
 from inspector.session import (
     INDEXES,
@@ -88,9 +89,9 @@ def finish_fields(items: list[Inspected], summary: PromptSummary | None, *, canc
         "n_finished": len(items),
         "cancelled": bool(cancelled or (summary is not None and summary.cancelled)),
         "error": error,
-        "near_copies": verdicts.count("memorized"),
-        "likeness": verdicts.count("likeness?"),
-        "novel": verdicts.count("novel"),
+        "near_copies": verdicts.count(MEMORIZED),
+        "likeness": verdicts.count(LIKENESS_SUGGESTED),
+        "novel": verdicts.count(NOVEL),
     }
     if items:
         prov = items[0].provenance or {}

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from inspector.demo import world
+from inspector.findings import SUGGESTIONS
 from inspector.images import canonical
 from inspector.metrics import EXTRACTION_THRESHOLD
 
@@ -127,7 +128,7 @@ def _suggestion_counts(model: Any, index: Any, seeds: int) -> dict:
     threshold = None
     for kind, prompts in world.PROMPTS.items():
         for prompt in prompts:
-            counts = {"memorized": 0, "likeness?": 0, "novel": 0}
+            counts = dict.fromkeys(SUGGESTIONS, 0)
             scores = []
             for generated in generate(model, GenerationRequest(prompt, n=seeds, seed=0)):
                 [neighbours] = index.query([np.asarray(generated.image.convert("RGB"))], k=4)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.findings import LABEL_WORDS, LABELS, UNLABELED
+from inspector.findings import LABEL_WORDS, LABELS, SUGGESTIONS, UNLABELED
 from inspector.gui.comparison import ComparisonPanel
 from inspector.gui.images import qimage_from_png
 from inspector.gui.panels import LabelBar
@@ -182,8 +182,7 @@ def event_words(event) -> str:
 
 
 #: The suggested verdicts the filter offers, with their words.
-SUGGESTION_FILTERS = (("any suggestion", None), ("suggested memorized", "memorized"),
-                      ("suggested likeness?", "likeness?"), ("suggested novel", "novel"))
+SUGGESTION_FILTERS = (("any suggestion", None), *((f"suggested {s}", s) for s in SUGGESTIONS))
 
 
 class CasebookTab(QWidget):
@@ -274,12 +273,14 @@ class CasebookTab(QWidget):
         self.history.setAccessibleName("Label history of the selected finding")
         self.history.setToolTip("Every event of the selected finding, oldest first: the casebook never forgets one")
         self.history.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.history.setWordWrap(True)  # an event's line is long: when, what, who, its note
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         history_box = QWidget()
         hl = QVBoxLayout(history_box)
         hl.setContentsMargins(0, 0, 0, 0)
         hl.addWidget(QLabel("<b>Label history</b>"))
         hl.addWidget(self.history, 1)
-        history_box.setMinimumWidth(220)
+        history_box.setMinimumWidth(260)
         detail = QSplitter(Qt.Orientation.Horizontal)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -369,7 +370,7 @@ class CasebookTab(QWidget):
         finally:
             self._resetting_runs = False
         unfinished = sum(1 for r in runs if not r.finished)
-        self.runs_note.setText(f"{len(runs)} runs" + (f", {unfinished} not finished" if unfinished else "")
+        self.runs_note.setText(f"{len(runs)} run{'' if len(runs) == 1 else 's'}" + (f", {unfinished} not finished" if unfinished else "")
                                + (f" · showing the findings of run #{self.run_id}" if self.run_id is not None else ""))
 
     def set_rows(self, rows: list, selected_id: int | None) -> None:

@@ -112,10 +112,9 @@ class PromptPanel(QWidget):
             w = self.suggestions_box.takeAt(0).widget()
             if w:
                 w.deleteLater()
-        words = {"memorized": "memorized", "likeness-only": "likeness", "novel": "novel"}
-        for kind, items in prompts.items():
+        for kind, items in prompts.items():  # the demo's prompt kinds are named after the labels they show
             for text in items:
-                b = QPushButton(f"{text}  ({words.get(kind, kind)})")
+                b = QPushButton(f"{text}  ({LABEL_WORDS.get(kind, kind).lower()})")
                 b.setFlat(True)
                 b.setStyleSheet("text-align: left; color: palette(link)")
                 b.setToolTip(plain_tooltip(f"Put “{text}” in the prompt and generate ({kind} in the demo)"))

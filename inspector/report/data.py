@@ -29,6 +29,10 @@ from inspector.extraction import BORDERLINE_MARGIN
 from inspector.fileio import sha256_file as file_sha256
 from inspector.findings import (
     LABELS,
+    LIKENESS_ONLY,
+    LIKENESS_SUGGESTED,
+    MEMORIZED,
+    NOVEL,
     UNLABELED,
     Finding,
     FindingSummary,
@@ -546,7 +550,7 @@ class PromptView:
 
 def _suggested_counts(summaries: Sequence[FindingSummary]) -> dict[str, int]:
     out = {"near copies": 0, "likeness": 0, "novel": 0}
-    key = {"memorized": "near copies", "likeness?": "likeness", "likeness-only": "likeness", "novel": "novel"}
+    key = {MEMORIZED: "near copies", LIKENESS_SUGGESTED: "likeness", LIKENESS_ONLY: "likeness", NOVEL: "novel"}
     for s in summaries:
         if s.suggested_verdict in key:
             out[key[s.suggested_verdict]] += 1
@@ -585,7 +589,7 @@ def prompt_view(casebook: Casebook, prompt: str, chosen: Sequence[FindingSummary
     for s in chosen:
         labels[s.label] = labels.get(s.label, 0) + 1
     # The copied image: the nearest neighbour of the prompt's nearest finding, a labeled memorized one first.
-    ranked = sorted(chosen, key=lambda s: (s.label != "memorized",
+    ranked = sorted(chosen, key=lambda s: (s.label != MEMORIZED,
                                            s.nearest_tiled_l2 if s.nearest_tiled_l2 is not None else 9.0, s.id))
     copied = copied_picture = None
     copied_id = None

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from inspector.casebook import model_identity, verdict_neighbour
 from inspector.findings import Finding, LabelEvent, Neighbour
+from inspector.provenance import json_safe
 from inspector.report.data import ReportData
 from inspector.roles import role_of
 
@@ -45,7 +46,7 @@ def finding_record(finding: Finding, history: list[LabelEvent]) -> dict[str, Any
         "neighbours": [_neighbour_record(n) for n in finding.neighbours],
         "label_history": [e.as_dict() for e in history],
     }
-    return _finite(data)  # as the casebook reads it back: plain JSON data already
+    return json_safe(data, non_finite="null")  # as the casebook reads it back: plain JSON data already
 
 
 def _neighbour_record(n: Neighbour) -> dict[str, Any]:
@@ -55,17 +56,6 @@ def _neighbour_record(n: Neighbour) -> dict[str, Any]:
     pixels = data.pop("pixels_png")
     data["pixels_sha256"] = hashlib.sha256(pixels).hexdigest() if pixels else None
     return data
-
-
-def _finite(value: Any) -> Any:
-    """Strict JSON: a non-finite number becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def render_json(data: ReportData, stream: IO[str]) -> int:
@@ -96,7 +86,7 @@ def render_json(data: ReportData, stream: IO[str]) -> int:
                       "caption": p.copied.neighbour.caption}}
                     for p in data.prompts],
     }
-    stream.write(json.dumps(_finite(head), ensure_ascii=False, indent=2)[:-2] + ',\n  "findings": [')
+    stream.write(json.dumps(json_safe(head, non_finite="null"), ensure_ascii=False, indent=2)[:-2] + ',\n  "findings": [')
     for n, summary in enumerate(data.summaries):
         record = finding_record(book.get(summary.id), book.label_history(summary.id))
         stream.write(("," if n else "") + "\n    " + json.dumps(record, ensure_ascii=False, allow_nan=False))

@@ -29,10 +29,6 @@ from inspector.extraction import BORDERLINE_MARGIN
 from inspector.fileio import sha256_file as file_sha256
 from inspector.findings import (
     LABELS,
-    LIKENESS_ONLY,
-    LIKENESS_SUGGESTED,
-    MEMORIZED,
-    NOVEL,
     UNLABELED,
     Finding,
     FindingSummary,
@@ -550,7 +546,8 @@ class PromptView:
 
 def _suggested_counts(summaries: Sequence[FindingSummary]) -> dict[str, int]:
     out = {"near copies": 0, "likeness": 0, "novel": 0}
-    key = {MEMORIZED: "near copies", LIKENESS_SUGGESTED: "likeness", LIKENESS_ONLY: "likeness", NOVEL: "novel"}
+    key = {findings.MEMORIZED: "near copies", findings.LIKENESS_SUGGESTED: "likeness",
+           findings.LIKENESS_ONLY: "likeness", findings.NOVEL: "novel"}
     for s in summaries:
         if s.suggested_verdict in key:
             out[key[s.suggested_verdict]] += 1
@@ -589,7 +586,7 @@ def prompt_view(casebook: Casebook, prompt: str, chosen: Sequence[FindingSummary
     for s in chosen:
         labels[s.label] = labels.get(s.label, 0) + 1
     # The copied image: the nearest neighbour of the prompt's nearest finding, a labeled memorized one first.
-    ranked = sorted(chosen, key=lambda s: (s.label != MEMORIZED,
+    ranked = sorted(chosen, key=lambda s: (s.label != findings.MEMORIZED,
                                            s.nearest_tiled_l2 if s.nearest_tiled_l2 is not None else 9.0, s.id))
     copied = copied_picture = None
     copied_id = None

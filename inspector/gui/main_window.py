@@ -704,21 +704,14 @@ class MainWindow(QMainWindow):
         return dialog
 
     def about_text(self) -> str:
-        from importlib import metadata
-
         import PySide6
 
-        from inspector import __version__
+        from inspector.provenance import PIXEL_LIBRARIES, library_versions
 
-        def version(name: str) -> str:
-            try:
-                return metadata.version(name)
-            except metadata.PackageNotFoundError:
-                return "not installed"
-
-        versions = ", ".join(f"{name} {version(name)}" for name in ("torch", "diffusers", "transformers"))
-        return (f"Memorization Inspector {__version__}\n\n{WHAT_IT_DOES}\n\n"
-                f"Python {sys.version.split()[0]}, Qt {PySide6.QtCore.qVersion()} (PySide6 {PySide6.__version__}), "
+        found = library_versions(PIXEL_LIBRARIES)  # read without importing torch
+        versions = ", ".join(f"{name} {found[name]}" for name in PIXEL_LIBRARIES)
+        return (f"Memorization Inspector {found['inspector']}\n\n{WHAT_IT_DOES}\n\n"
+                f"Python {found['python']}, Qt {PySide6.QtCore.qVersion()} (PySide6 {PySide6.__version__}), "
                 f"{versions}\n\nCasebook: {self.casebook_path}\nModel: {self.model_source}\n"
                 f"Index: {self.index_source}\nSettings: {self.settings.fileName()}")
 

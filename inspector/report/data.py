@@ -283,15 +283,21 @@ class Reproduction:
     record: dict[str, Any]
 
     @property
-    def words(self) -> str:
+    def outcome(self) -> str:
+        """"identical pixels (match)" or "max pixel difference 3 of 255 (MISMATCH)"."""
         r = self.record
         outcome = "identical pixels" if r.get("max_abs_diff") == 0 else \
             f"max pixel difference {r.get('max_abs_diff')} of 255"
+        return outcome + (" (match)" if r.get("match") else " (MISMATCH)")
+
+    @property
+    def words(self) -> str:
+        """The outcome, where it ran and on what device."""
+        r = self.record
         machine = r.get("machine") or {}
         where = ", ".join(str(x) for x in (machine.get("hostname"), machine.get("platform")) if x)
         device = "/".join(str(x) for x in (r.get("device"), r.get("dtype")) if x)
-        return f"{outcome}{' (match)' if r.get('match') else ' (MISMATCH)'} on {where or 'an unnamed machine'}" \
-               + (f", {device}" if device else "")
+        return f"{self.outcome} on {where or 'an unnamed machine'}" + (f", {device}" if device else "")
 
 
 @dataclass
@@ -422,8 +428,8 @@ def event_view(e: LabelEvent) -> EventView:
     change = e.label if e.previous_label in (None, e.label) else f"{e.previous_label} \u2192 {e.label}"
     detail = ""
     run_id = getattr(e, "run_id", None)
-    if e.action == "reproduce":
-        detail = Reproduction(e.id, e.created_at, e.reviewer, _json_note(e.note)).words
+    if e.action == "reproduce":  # the outcome; where and with what is under Reproductions
+        detail = Reproduction(e.id, e.created_at, e.reviewer, _json_note(e.note)).outcome
     elif run_id is not None and e.action in ("record", "link"):
         detail = f"run {run_id}"
     return EventView(e, action, change or "", detail)

@@ -38,6 +38,7 @@ from reportlab.platypus import (
     Table,
     TableStyle,
 )
+from reportlab.platypus.flowables import BalancedColumns
 
 from inspector import metrics
 from inspector.findings import LABELS, UNLABELED
@@ -62,8 +63,8 @@ TOP = 20 * mm
 BOTTOM = 18 * mm
 WIDTH = PAGE_W - 2 * MARGIN
 #: Side of each of the two images compared on a finding's first page, in points (1/72 inch).
-PAIR_SIDE = 200
-THUMB_SIDE = 72
+PAIR_SIDE = 190
+THUMB_SIDE = 64
 RED = colors.HexColor("#aa0000")
 GREEN = colors.HexColor("#226644")
 
@@ -128,6 +129,8 @@ def styles() -> dict[str, ParagraphStyle]:
         "h3": ParagraphStyle("h3", parent=base, fontName=bold, fontSize=9.5, leading=12, spaceBefore=6,
                              spaceAfter=2),
         "mono": ParagraphStyle("mono", parent=base, fontName=mono, fontSize=7.2, leading=8.6),
+        "cell": ParagraphStyle("cell", parent=base, fontSize=7, leading=8.3),
+        "provenance": ParagraphStyle("provenance", parent=base, fontSize=6.3, leading=7.1, spaceAfter=0.3),
         "monosmall": ParagraphStyle("monosmall", parent=base, fontName=mono, fontSize=6.4, leading=7.6),
         "alarm": ParagraphStyle("alarm", parent=base, fontName=bold, fontSize=11, leading=14, textColor=RED),
         "ok": ParagraphStyle("ok", parent=base, fontName=bold, fontSize=10, leading=13, textColor=GREEN),
@@ -233,7 +236,7 @@ def _facts(rows: Iterable[tuple[str, Any]], key_width: float = 120, mono_keys: S
     data = []
     for name, value in rows:
         cell = mono(value) if any(k in name for k in mono_keys) else (
-            value if isinstance(value, Flowable) else para(value, style))
+            value if isinstance(value, (Flowable, list)) else para(value, style))
         data.append([para("", style, bold_prefix=name), cell])
     table = Table(data, colWidths=[key_width, width - key_width], hAlign="LEFT")
     table.setStyle(TableStyle([
@@ -347,7 +350,8 @@ def _finding_pages(v: FindingView, pictures: _Pictures, legends: dict[str, Pictu
         top.setStyle(TableStyle([("LEFTPADDING", (0, 0), (-1, -1), 0), ("VALIGN", (0, 0), (-1, -1), "TOP")]))
         first.append(top)
         numbers = [("Distances", "; ".join(verdict.distance_lines)), ("Caption", n.caption), ("File", n.source),
-                   ("URL", n.url or "(not recorded)"), ("Copies", verdict.words.times(n.duplicate_count)),
+                   ("URL" if verdict.web_url or not n.url else "Origin", n.url or "(not recorded)"),
+                   ("Copies", verdict.words.times(n.duplicate_count)),
                    ("Licence", n.licence or "(not recorded)")]
         first.append(_facts(numbers, key_width=60))
     elif verdict is None:
@@ -364,8 +368,9 @@ def _finding_pages(v: FindingView, pictures: _Pictures, legends: dict[str, Pictu
               ("Model weights sha256", v.model_sha256 or "(not recorded)"),
               ("Generation sha256", f.image_sha256), ("Pixel hash (raw RGB) sha256", v.pixel_hash)]
     if v.recorded_pixel_hash:
-        facts.append(("Pixel hash in the record sha256", v.recorded_pixel_hash))
-        facts.append(("Rule of the recorded pixel hash", v.recorded_pixel_rule))
+        same = " (the same)" if v.recorded_pixel_hash == v.pixel_hash else ""
+        facts.append(("Pixel hash in the record", [mono(v.recorded_pixel_hash),
+                                                   para(f"rule: {v.recorded_pixel_rule}{same}", "tiny")]))
     story += [Spacer(1, 4), _facts(facts, mono_keys=("sha256",))]
     story += _neighbours(v, pictures, legends)
     story += _history(v)
@@ -384,17 +389,17 @@ def _neighbours(v: FindingView, pictures: _Pictures, legends: dict[str, Picture]
                                                                                               "tiny")
         heat: Any = para(nv.heatmap_problem or "(no heatmap)", "tiny")
         if nv.difference is not None:
-            heat = [pictures.image(nv.difference, THUMB_SIDE, THUMB_SIDE),
-                    para(f"{n.comparison_size} x {n.comparison_size} px, as compared" if nv.heatmap_exact else
-                         "from thumbnails (older finding): close to, not equal to, the distances", "tiny")]
+            heat = [pictures.image(nv.difference, THUMB_SIDE, THUMB_SIDE)]
+            if not nv.heatmap_exact:  # exact ones say their size in the distances ("compared at 32 x 32 px")
+                heat.append(para("from thumbnails (older finding): close to, not equal to, the distances", "tiny"))
         about = " (the suggestion is about this image)" if nv.is_verdict else ""
         text = [para(f"Nearest {n.rank}{about}: {nv.words.image} {n.item_id} of index {n.index_id or '(unnamed)'}",
-                     "small"),
-                para("; ".join(nv.distance_lines), "small"),
-                para(f"caption: {n.caption}" + (f" (from {n.caption_source})" if nv.caption_from_file_name else ""),
-                     "small"),
-                para(f"file: {n.source}" + (f"; {nv.origin}" if nv.origin else ""), "small"),
-                para(nv.words.times(n.duplicate_count) + (f"; licence: {n.licence}" if n.licence else ""), "small")]
+                     "cell"),
+                para("; ".join(nv.distance_lines), "cell"),
+                para(f"caption: {n.caption}" + (f" (from {n.caption_source})" if nv.caption_from_file_name else "")
+                     + f"; {nv.words.times(n.duplicate_count)}" + (f"; licence: {n.licence}" if n.licence else ""),
+                     "cell"),
+                para(f"file: {n.source}" + (f"; {nv.origin}" if nv.origin else ""), "cell")]
         if n.image_sha256:
             text.append(mono(f"sha256 {n.image_sha256}", small=True))
         rows.append([thumb, heat, text])
@@ -407,10 +412,10 @@ def _neighbours(v: FindingView, pictures: _Pictures, legends: dict[str, Picture]
     table.setStyle(TableStyle([*_title_row(), ("GRID", (0, 1), (-1, -1), 0.4, colors.HexColor("#999999")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP"),
                                ("BACKGROUND", (0, 1), (-1, 1), colors.HexColor("#f0f0f0"))]))
-    legend = Table([[pictures.image(legends["difference"], 70),
+    legend = Table([[pictures.image(legends["difference"], 42),
                      para(f"Where they differ: mean absolute difference per pixel, dark blue 0 (the same) to yellow"
                           f" {HEATMAP_VMAX:.2f} or more (different), laid over the {words.image}. Ordered by tiled"
-                          " l2, nearest first.", "tiny")]], colWidths=[78, WIDTH - 78], hAlign="LEFT")
+                          " l2, nearest first.", "tiny")]], colWidths=[50, WIDTH - 50], hAlign="LEFT")
     legend.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     return [Spacer(1, 4), table, legend]
 
@@ -428,7 +433,7 @@ def _history(v: FindingView) -> list[Flowable]:
         rows.append(["", [mono(f"hash {e.event.hash}", small=True),
                           mono(f"previous {e.event.prev_hash}", small=True)], "", "", "", ""])
         spans.append(("SPAN", (1, len(rows) - 1), (5, len(rows) - 1)))
-    table = Table(rows, colWidths=[34, 100, 110, 80, 70, WIDTH - 394], hAlign="LEFT", repeatRows=2)
+    table = Table(rows, colWidths=[34, 116, 104, 76, 66, WIDTH - 396], hAlign="LEFT", repeatRows=2)
     table.setStyle(TableStyle([*_title_row(),
                                ("GRID", (0, 1), (-1, -1), 0.4, colors.HexColor("#999999")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -443,23 +448,27 @@ def _history(v: FindingView) -> list[Flowable]:
     for r in v.reproductions:
         versions = ", ".join(f"{k} {val}" for k, val in (r.record.get("versions") or {}).items())
         out.append(para(f"Event {r.event_id}, {r.created_at}: {r.words}" + (f", by {r.reviewer}" if r.reviewer
-                                                                            else "") + f"; {versions}", "small"))
+                                                                            else "") + f"; {versions}", "cell"))
         if r.record.get("pixels_sha256"):
             out.append(mono(f"pixel hash of the regenerated image {r.record['pixels_sha256']}", small=True))
     return out
 
 
 def _provenance(v: FindingView) -> list[Flowable]:
+    """Every recorded setting, in two balanced columns of "key value" entries (a hash on its own line, whole),
+    so that a long record takes half the height of a table."""
+    title = para("Provenance: every recorded setting, in full", "h3")
     if not v.provenance:
-        return [para("Provenance: every recorded setting, in full", "h3"), para("(none recorded)")]
-    rows = [["Provenance: every recorded setting, in full", ""]] + [[para(k, "tiny"), mono(value, small=True) if _looks_like_hash(value) else
-                             para(value, "tiny")] for k, value in v.provenance]
-    table = Table(rows, colWidths=[150, WIDTH - 150], hAlign="LEFT", repeatRows=1)
-    table.setStyle(TableStyle([*_title_row(),
-                               ("GRID", (0, 1), (-1, -1), 0.3, colors.HexColor("#aaaaaa")),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                               ("TOPPADDING", (0, 0), (-1, -1), 0.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)]))
-    return [table]
+        return [title, para("(none recorded)")]
+    style = styles()["provenance"]
+    entries: list[Flowable] = []
+    for key, value in v.provenance:
+        if _looks_like_hash(value):
+            text = f"<b>{safe_text(key)}</b><br/><font name=\"{fonts()[2]}\" size=\"6\">{value}</font>"
+        else:
+            text = f"<b>{safe_text(key)}</b> {safe_text(value)}"
+        entries.append(Paragraph(text, style))
+    return [title, BalancedColumns(entries, nCols=2, innerPadding=10, topPadding=0, bottomPadding=0, endSlack=0.2)]
 
 
 def _looks_like_hash(value: str) -> bool:

@@ -157,8 +157,7 @@ def run_build(args: argparse.Namespace) -> int:
         if fi.get("kind") == "compressed":
             trained = "trained now" if fi.get("trained_now") else "trained before, not again"
             print(f"feature index compressed ({fi['factory']}, {trained}): {fi['pool']} candidates re-ranked "
-                  f"exactly, {fi['nprobe']} lists probed; near copies found {fi['recall'] * 100:.1f}% of "
-                  f"{fi['queries']} tries")
+                  f"exactly, {fi['nprobe']} lists probed; {_kept(fi.get('recall'), fi.get('queries'))}")
         if report.skipped:
             print(f"skipped {len(report.skipped)} files (reasons also in {Path(report.index_dir) / 'build_report.json'}):")
             for s in report.skipped[:50]:
@@ -180,7 +179,7 @@ def run_info(args: argparse.Namespace) -> int:
     words = role_words(info["role"])
     print(f"index         {info['path']}  (id {info['index_id']})")
     print(f"role          {words.role} ({words.index_a})")
-    print(f"source        {info['source']}")
+    print(f"source        {' + '.join(info.get('source_roots') or [info['source']])}")
     print(f"images        {info['unique_images']} unique, from {info['sources']} files "
           f"({info['duplicate_sources']} exact duplicates; {info['duplicated_images']} images occur more than once)")
     for top in info["most_duplicated"]:
@@ -193,6 +192,12 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"comparison    {info['comparison_size']} px, pixels {'stored' if info['pixels_stored'] else 'read from the source files'}")
     print(f"feature       {info['feature']['name']} {info['feature']['grid']}x{info['feature']['grid']}x3 "
           f"({info['feature']['dim']} values), FAISS {info['faiss']['type']}")
+    fa = info["faiss"]
+    if fa.get("compressed"):
+        cal = fa.get("calibration") or {}
+        print(f"              compressed ({fa['factory']}, {fa['code_bytes']} bytes an image): {fa['pool']} "
+              f"candidates re-ranked exactly, {fa['nprobe']} of {fa['nlist']} lists probed; "
+              f"{_kept(cal.get('recall'), cal.get('queries'))}")
     if info["semantic"]:
         print(f"semantic      CLIP {info['semantic']['model']} ({info['semantic']['dim']} values)")
     caps = info["captions"]
@@ -205,6 +210,13 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"built         {info['updated']}")
     print(f"content hash  {info['content_hash']}  (sha256 over the sorted sha256 of every unique image)")
     return 0
+
+
+def _kept(recall: float | None, queries: int | None) -> str:
+    """How often a compressed index's calibration kept near copies' sources, in words."""
+    if recall is None:
+        return "not calibrated (no indexed image could be read: the widest settings are used)"
+    return f"near copies' sources kept {recall * 100:.1f}% of {queries} tries"
 
 
 def _mb(n: int) -> str:

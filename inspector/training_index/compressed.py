@@ -207,7 +207,7 @@ def build(folder: Path, rows: np.ndarray, previous: dict[str, Any] | None, retra
     with _threads(rows.shape[0]):
         add_rows(index, rows, already)
     record = {
-        "type": type(index).__name__, "compressed": True, "exact": False, "factory": training["factory"],
+        "type": "IndexIVFPQ after a PCA (IndexPreTransform)", "compressed": True, "exact": False, "factory": training["factory"],
         "nlist": training["nlist"], "code_bytes": training["code_bytes"], "training": training,
         "trained_file": TRAINED_FILE, "trained_now": trained_now, "rows_encoded_now": int(rows.shape[0] - already),
         "encode_seconds": round(time.monotonic() - started, 1),
@@ -266,9 +266,16 @@ def calibrate(
     copies, used = near_copies(images, rng) if len(keep) else (images, [])
     feats = compact_features(copies, grid) if len(keep) else np.zeros((0, rows.shape[1]), np.float32)
     started = time.monotonic()
-    truth = exact_nearest(rows, feats[:TRUTH_QUERIES], candidates)
     nlist = _faiss().extract_index_ivf(index).nlist
     pool_max = int(min(count, max(POOL_MAX, candidates)))
+    if not len(sources):
+        # Nothing could be read to make near copies from (the source files are gone): no measurement, so the
+        # widest settings, and the record says so.
+        return {"nprobe": int(min(nlist, NPROBE_LADDER[-1])), "pool": pool_max, "recall": None,
+                "candidate_recall": None, "target": RECALL_TARGET, "target_met": False, "queries": 0,
+                "unreadable": int(len(chosen)), "images": int(count), "candidates": int(candidates),
+                "note": "no indexed image could be read to calibrate with: the widest settings are used"}
+    truth = exact_nearest(rows, feats[:TRUTH_QUERIES], candidates)
     ladder = [p for p in (candidates * 2 ** i for i in range(16)) if p < pool_max] + [pool_max]
     found: tuple[int, int, float, float] | None = None
     best: tuple[int, int, float, float] = (1, pool_max, 0.0, 0.0)

@@ -121,6 +121,7 @@ class TrainingIndex:
         self._reduced_bytes = 0
         self._reader_pool: ThreadPoolExecutor | None = None
         self._features_reader: RowReader | None = None  # feature rows on disk: a compressed index's exact re-rank
+        self._caption_cache: dict[str, tuple[np.ndarray, list[str]]] = {}  # prompt -> caption-matched images
         self._semantic_wanted = semantic
         self._captions: Any = None  # captions.CaptionSearch, made on first use
         self._semantic_model: Any = None
@@ -471,19 +472,28 @@ class TrainingIndex:
 
         if not prompt or not prompt.strip():
             return np.zeros(0, np.int64), []
+        with self._lock:
+            cached = self._caption_cache.get(prompt)
+        if cached is not None:  # every generation of a prompt asks the same question
+            return cached
         words = set(caption_words(prompt))
         close = []
         for m in self.match_captions(prompt, k=CAPTION_MATCHES):
             own = set(caption_words(m.caption))
             if m.exact or (m.coverage >= CAPTION_CLOSE and own and len(own & words) / len(own) >= CAPTION_CLOSE):
                 close.append(m.caption)
-        if not close:
-            return np.zeros(0, np.int64), []
-        marks = ",".join("?" * len(close))
+        found: tuple[np.ndarray, list[str]] = (np.zeros(0, np.int64), [])
+        if close:
+            marks = ",".join("?" * len(close))
+            with self._lock:
+                rows = self._conn.execute(f"SELECT DISTINCT item_id FROM sources WHERE caption IN ({marks}) "
+                                          f"ORDER BY item_id LIMIT {CAPTION_CANDIDATES}", close).fetchall()
+            found = (np.asarray([r[0] for r in rows], dtype=np.int64), close)
         with self._lock:
-            rows = self._conn.execute(f"SELECT DISTINCT item_id FROM sources WHERE caption IN ({marks}) "
-                                      f"ORDER BY item_id LIMIT {CAPTION_CANDIDATES}", close).fetchall()
-        return np.asarray([r[0] for r in rows], dtype=np.int64), close
+            if len(self._caption_cache) >= 64:
+                self._caption_cache.pop(next(iter(self._caption_cache)))
+            self._caption_cache[prompt] = found
+        return found
 
     def _prepare_query(self, image: ImageLike) -> tuple[np.ndarray, np.ndarray]:
         """The query's canonical pixels at its working size (uint8) and its retrieval feature."""
@@ -731,7 +741,7 @@ class TrainingIndex:
             "features": size(store.FEATURES),
             "pixels": size(store.PIXELS),
             "semantic": size(store.SEMANTIC) + size(store.SEMANTIC_FAISS),
-            "faiss": size(store.FEATURES_FAISS),
+            "faiss": size(store.FEATURES_FAISS) + size(store.FEATURES_TRAINED_FAISS),
             "thumbnails": 0,
         }
         for root, _, files in os.walk(self.folder / store.THUMBS):

@@ -76,6 +76,7 @@ def test_inspect_notes_that_the_model_ships_an_embedder_the_index_does_not_use(t
 # --- training: deterministic and resumable ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_interrupted_embedder_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     from inspector.demo import embedder
@@ -129,6 +130,7 @@ def test_the_shipped_embedder_is_small_and_loads_through_the_clip_path():
 
 
 @shipped
+@pytest.mark.slow
 def test_the_demo_index_carries_the_embedders_calibrated_threshold():
     from inspector.training_index import demo_index
     from inspector.training_index.semantic import read_likeness

@@ -64,6 +64,7 @@ def test_generate_select_and_press_1_records_a_memorized_finding(qtbot, window, 
     assert window.grid.current_item().label == "unlabeled"
 
 
+@pytest.mark.slow
 def test_ctrl_z_undoes_the_last_label(qtbot, window, tmp_path):
     generate(qtbot, window, MEMORIZED_PROMPT, n=2)
     window.grid.select_first()
@@ -107,6 +108,7 @@ def test_a_bad_model_folder_shows_a_message_and_the_app_stays_usable(qtbot, wind
     assert window.prompt_panel.generate.isEnabled()
 
 
+@pytest.mark.slow
 def test_h_cycles_the_heatmaps(qtbot, window):
     generate(qtbot, window, MEMORIZED_PROMPT, n=1)
     with qtbot.waitSignal(window.views_shown, timeout=60_000):
@@ -118,6 +120,7 @@ def test_h_cycles_the_heatmaps(qtbot, window):
     assert modes == ["pixel", "tiles", "ssim", "none"]
 
 
+@pytest.mark.slow
 def test_clicking_two_generations_quickly_shows_the_heatmaps_of_the_second(qtbot, window):
     import numpy as np
 

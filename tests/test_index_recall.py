@@ -120,12 +120,14 @@ def recall_index(tmp_path_factory) -> tuple[TrainingIndex, list[Path]]:
     index.close()
 
 
+@pytest.mark.slow
 def test_the_recall_index_holds_2000_distinct_images(recall_index):
     index, paths = recall_index
     assert len(index) == len(paths) == N_IMAGES
 
 
 @pytest.mark.parametrize("name", list(PERTURBATIONS))
+@pytest.mark.slow
 def test_a_perturbed_training_image_finds_its_source_among_its_four_nearest(recall_index, name):
     index, paths = recall_index
     rng = np.random.default_rng(sum(map(ord, name)))

@@ -134,6 +134,7 @@ def children_of(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.slow
 def test_decoding_processes_exit_when_the_build_is_killed(tmp_path):
     src, out = tmp_path / "src", tmp_path / "idx"
     make_training_set(src, 1500)
@@ -209,6 +210,7 @@ def test_items_whose_rows_were_lost_are_ingested_again(tmp_path):
     assert_every_good_image_exactly_once(out, good, shas, bad)
 
 
+@pytest.mark.slow
 def test_cancelling_between_chunks_leaves_a_build_that_resumes(tmp_path):
     src, out = tmp_path / "src", tmp_path / "idx"
     good, shas, bad = make_training_set(src, 50, bad=2)

@@ -76,6 +76,7 @@ def flat_and_compressed(tmp_path_factory) -> tuple[Path, Path, list[Path]]:
     return root / "flat", root / "compressed", paths
 
 
+@pytest.mark.slow
 def test_a_compressed_index_records_its_codes_and_the_pool_that_keeps_near_copies(flat_and_compressed):
     flat, compressed, _ = flat_and_compressed
     manifest = json.loads((compressed / "manifest.json").read_text(encoding="utf-8"))
@@ -96,6 +97,7 @@ def test_a_compressed_index_records_its_codes_and_the_pool_that_keeps_near_copie
         assert index.info()["faiss"]["compressed"]
 
 
+@pytest.mark.slow
 def test_the_compressed_index_returns_the_flat_indexs_four_nearest_for_near_copies(flat_and_compressed):
     flat, compressed, paths = flat_and_compressed
     queries, sources = near_copies(paths, per_kind=20, seed=7)
@@ -106,6 +108,7 @@ def test_the_compressed_index_returns_the_flat_indexs_four_nearest_for_near_copi
     assert sum(found) >= 0.99 * len(queries)
 
 
+@pytest.mark.slow
 def test_adding_folders_twice_equals_one_build_over_all_of_them(tmp_path):
     root = tmp_path / "training"
     a = write_pictures(root / "a", 150, seed=2)

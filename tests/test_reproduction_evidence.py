@@ -36,12 +36,14 @@ def demo_finding(tmp_path_factory):
     return path, png, record
 
 
+@pytest.mark.slow
 def test_a_new_record_carries_the_raw_rgb_pixel_hash_and_names_its_rule(demo_finding):
     _, png, record = demo_finding
     assert record["pixels_sha256_rule"] == PIXELS_RULE
     assert record["pixels_sha256"] == raw_rgb_sha256(png)
 
 
+@pytest.mark.slow
 def test_reproducing_a_finding_records_when_where_and_how_close_and_the_report_lists_it(demo_finding, tmp_path,
                                                                                         capsys):
     path, png, _ = demo_finding

@@ -43,6 +43,7 @@ def generate(qtbot, win, prompt: str, n: int, steps: int = 2):
         qtbot.keyClick(win.prompt_panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
 
 
+@pytest.mark.slow
 def test_a_window_run_of_8_leaves_a_run_and_8_unlabeled_generations_in_the_casebook(qtbot, window, tmp_path):
     from PySide6.QtCore import Qt
 

@@ -240,6 +240,7 @@ def tiny_sd(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("scheduler", [None, "DPMSolverMultistep", "PNDM", "EulerAncestralDiscrete"])
+@pytest.mark.slow
 def test_a_tiny_stable_diffusion_reproduces_with_dpm_solver_and_the_noise_only_schedulers(
         scheduler, tiny_sd, tmp_path, capsys):
     out = tmp_path / "out"

@@ -484,6 +484,7 @@ class MouseCounter(QObject):
 
 
 @pytest.mark.skipif(not HAS_DEMO, reason="no demo model")
+@pytest.mark.slow
 def test_a_reviewer_labels_50_generations_with_the_keyboard_alone(qtbot, window, record_property):
     mice = MouseCounter()
     QApplication.instance().installEventFilter(mice)
@@ -552,6 +553,7 @@ def test_a_reviewer_labels_50_generations_with_the_keyboard_alone(qtbot, window,
 
 
 @pytest.mark.skipif(not HAS_DEMO, reason="no demo model")
+@pytest.mark.slow
 def test_screenshot_writes_the_window_at_the_size_asked(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -23,6 +23,17 @@ from inspector.casebook.errors import (
     NotACasebookError,
     ReadOnlyCasebookError,
 )
+from inspector.casebook.merge import (
+    ADJUDICATED,
+    MERGE_REVIEWER,
+    Agreement,
+    Disagreement,
+    MergeReport,
+    agreement,
+    disagreements,
+    merge_casebooks,
+    reviewer_labels,
+)
 from inspector.casebook.paths import DATA_DIR_ENV, data_dir, default_casebook_path, is_casebook_file
 from inspector.casebook.pictures import THUMBNAIL_SIDE
 from inspector.casebook.schema import APPLICATION_ID, SCHEMA_VERSION
@@ -30,25 +41,34 @@ from inspector.casebook.store import Casebook, fts_query, model_identity, set_bu
 from inspector.casebook.verify import Problem, VerifyReport
 
 __all__ = [
+    "ADJUDICATED",
     "APPLICATION_ID",
     "DATA_DIR_ENV",
+    "MERGE_REVIEWER",
     "SCHEMA_VERSION",
     "THUMBNAIL_SIDE",
+    "Agreement",
     "Casebook",
     "CasebookBusyError",
     "CasebookError",
     "CasebookNotFoundError",
+    "Disagreement",
     "FindingNotFoundError",
+    "MergeReport",
     "NewerCasebookError",
     "NotACasebookError",
     "Problem",
     "ReadOnlyCasebookError",
     "VerifyReport",
+    "agreement",
     "data_dir",
     "default_casebook_path",
+    "disagreements",
     "fts_query",
     "is_casebook_file",
+    "merge_casebooks",
     "model_identity",
+    "reviewer_labels",
     "set_busy_timeout",
     "verdict_neighbour",
 ]

@@ -1,4 +1,4 @@
-"""``inspector casebook list | label | export | verify``: work with a casebook file from the command line.
+"""``inspector casebook list | label | export | verify | merge``: work with a casebook file from the command line.
 
 Exit 0 on success, 2 on bad input (a missing or refused file, an unknown finding: one line on stderr), and for
 ``verify`` 1 when a check fails. The casebook modules are imported when a command runs, so that the command
@@ -88,6 +88,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=run_verify)
 
     _add_reproduce(actions)
+    _add_merge(actions)
+
+
+def _add_merge(actions: argparse._SubParsersAction) -> None:
+    a = actions.add_parser("merge", help="merge casebooks labeled by several reviewers; report their agreement",
+                           description=(
+                               "Merge two or more casebooks (copies labeled by different people, or one file"
+                               " labeled in turns) into a new one: every finding once, every label event with its"
+                               " reviewer and time, every run. Where reviewers disagree the finding goes back to"
+                               " unlabeled by an event of its own (reviewer 'casebook merge (reviewers"
+                               " disagree)'), so no label replaces another silently; the window's Review tab"
+                               " walks those findings to adjudicate them. Prints the disagreements and the"
+                               " agreement: Cohen's kappa for two reviewers, Krippendorff's alpha for more."))
+    a.add_argument("files", type=Path, nargs="+", metavar="FILE", help="the casebooks to merge (two or more)")
+    a.add_argument("--out", required=True, type=Path, metavar="FILE", help="the merged casebook (a new file)")
+    a.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never an input)")
+    a.add_argument("--json", action="store_true",
+                   help="print one JSON object: counts, disagreements (finding_id, labels per reviewer),"
+                        " agreement (measure, value)")
+    a.set_defaults(func=run_merge)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from inspector.casebook import merge_casebooks
+
+    report = merge_casebooks(args.files, args.out, overwrite=args.overwrite)
+    if args.json:
+        print_json(report.as_dict())
+        return 0
+    print(f"wrote {args.out}: {report.findings} findings ({report.findings_in_several} in more than one input),"
+          f" {report.runs} runs, {report.events} events")
+    n = len(report.disagreements)
+    print(f"{n} finding{'' if n == 1 else 's'} where reviewers disagree" + (":" if n else ""))
+    for d in report.disagreements:
+        print("  " + _printable(d.in_words()))
+    print("agreement: " + _printable(report.agreement.in_words()))
+    return 0
 
 
 def _add_reproduce(actions: argparse._SubParsersAction) -> None:

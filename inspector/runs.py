@@ -69,9 +69,9 @@ def start_run_for(book: Any, kind: str, model_source: str, index_source: str, re
     """Start the casebook run of an inspection (the model and index loaded now, through the session's caches,
     so that the run names them exactly; ``progress`` hears the loading stages); return its id."""
     report = progress or no_progress
-    report(Progress(LOADING_MODEL, total=request.n))
+    report(Progress(LOADING_MODEL))
     model = MODELS.get(model_source)
-    report(Progress(LOADING_INDEX, total=request.n))
+    report(Progress(LOADING_INDEX))
     index = INDEXES.get(index_source, progress=report)
     identity = model.identity
     return book.start_run(
@@ -148,7 +148,7 @@ def recorded_inspection(
     with Casebook.open(casebook_path) as book:  # first: a casebook that cannot be written fails at once
         run_id = start_run_for(book, kind, model_source, index_source, request, reviewer=reviewer,
                                progress=report)
-        report(RunStarted(RECORDING, total=request.n, message=f"run #{run_id}", run_id=run_id))
+        report(RunStarted(RECORDING, message=f"run #{run_id}", run_id=run_id))
         items: list[Inspected] = []
         finished = False
         try:

@@ -292,9 +292,9 @@ def inspect_generations(
 
     request.validate()  # before the model loads: a wrong number is refused in a moment, not after seconds
     report = progress or no_progress
-    report(Progress(LOADING_MODEL, total=request.n))
+    report(Progress(LOADING_MODEL))
     model = MODELS.get(model_source)
-    report(Progress(LOADING_INDEX, total=request.n))
+    report(Progress(LOADING_INDEX))
     INDEXES.get(index_source, progress=report)  # loaded (or built) now, so the first image waits for nothing
     gen_request = request.generation_request(seeds)
     for generated in generate(model, gen_request, progress=report, cancel=cancel):

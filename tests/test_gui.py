@@ -169,3 +169,17 @@ def test_the_ui_thread_never_stalls_while_8_images_generate(qtbot, window, recor
     # The wall gap also counts waits for a core or for the GIL: a loose bound that still fails when the UI thread
     # samples or loads a model (seconds).
     assert worst_wall_ms <= 2000
+
+
+def test_the_progress_bar_shows_the_one_progress_event(window):
+    from inspector.progress import Progress
+    from inspector.runs import RunStarted
+
+    bar = window.prompt_panel.progress
+    window._on_progress(Progress("loading model"))
+    assert bar.format() == "loading model"
+    window._on_progress(Progress("sampling", done=1, total=4, step=2, steps=5, fraction=0.35, eta_s=3.0))
+    assert (bar.maximum(), bar.value()) == (1000, 350)
+    assert bar.format() == "sampling: 1/4, step 2/5, about 3 s left"
+    window._on_progress(RunStarted("recording the run", message="run #7", run_id=7))
+    assert bar.format() == "recording the run (run #7)" and bar.value() == 350  # no share: the bar stays

@@ -4,7 +4,10 @@ window's model as a run yields them (no sampling), except where the demo model i
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -457,6 +460,7 @@ def test_a_double_click_opens_the_finding_and_gives_the_keyboard_to_the_labels(q
 def test_a_demo_prompt_button_fills_the_prompt_and_generates(qtbot, window):
     window.prompt_panel.n.setValue(1)
     window.prompt_panel.steps.setValue(1)
+    window.prompt_panel.guidance.setValue(3.0)
     window.prompt_panel.wen.setChecked(False)
     button = next(window.prompt_panel.suggestions_box.itemAt(k).widget()
                   for k in range(window.prompt_panel.suggestions_box.count())
@@ -465,6 +469,7 @@ def test_a_demo_prompt_button_fills_the_prompt_and_generates(qtbot, window):
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert window.prompt_panel.prompt.toPlainText() == "colourful squares"
     assert window.grid.source.rowCount() == 1 and window.model.run.request.prompt == "colourful squares"
+    assert window.prompt_panel.guidance.value() == 3.0  # a run leaves the settings as the person set them
 
 
 class MouseCounter(QObject):
@@ -561,9 +566,12 @@ def test_screenshot_writes_the_window_at_the_size_asked(tmp_path, monkeypatch):
 
     monkeypatch.setenv("INSPECTOR_DATA_DIR", str(tmp_path / "data"))
     shot = tmp_path / "window.png"
-    code = main(["gui", "--screenshot", str(shot), "--prompt", "colourful squares", "--n", "2", "--size",
-                 "1366x768"])
-    assert code == 0
+    # Its own process, as people run it: the screenshot ends its event loop with QApplication.quit().
+    done = subprocess.run([sys.executable, "-m", "inspector", "gui", "--screenshot", str(shot), "--prompt",
+                           "colourful squares", "--n", "2", "--size", "1366x768"],
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
     with Image.open(shot) as image:
         assert image.size == (1366, 768)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 24)) >= 64

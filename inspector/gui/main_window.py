@@ -556,7 +556,8 @@ class MainWindow(QMainWindow):
             self._rendering = False
         self._show_casebook_path()
         self._show_index_role()
-        self._sources_changed()
+        if self.model.model_source != self._suggestions_for:  # not on every run: guidance stays as set
+            self._sources_changed()
         self._fill_recent_menu()
         self._remember()
 
@@ -578,6 +579,8 @@ class MainWindow(QMainWindow):
          "casebook": self.model.set_casebook_path}[kind](value)
 
     def _sources_changed(self) -> None:
+        """The demo's example prompts (and its guidance) when the model is the demo."""
+        self._suggestions_for = self.model_source
         prompts = {}
         if self.model_source == DEMO:
             from inspector.resources import demo_prompts_file

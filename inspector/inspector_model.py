@@ -4,7 +4,7 @@
 :class:`InspectorModel` holds the current run and its generations, the selection, the labels and their undo
 history, the casebook the person is reviewing (filters, rows, the selected finding and its label history) and
 the sources picked (model, index, casebook, with their recent lists). It does the casebook actions (record,
-label, notes, undo) through an *executor* it is given, and tells whoever listens through plain-Python
+label, notes, undo, reproduce, export) through an *executor* it is given, and tells whoever listens through plain-Python
 :class:`Event` lists. The window renders what the model says and forwards the person's input; tests drive the
 same model with no Qt at all (the default executor runs each job at once).
 
@@ -110,6 +110,7 @@ class ModelEvents:
         self.casebook_changed = Event("casebook_changed")  # (): rows, counts, runs or filter choices
         self.row_changed = Event("row_changed")  # (finding id): one casebook row's label, notes or reviewer
         self.history_changed = Event("history_changed")  # (finding id, [LabelEvent])
+        self.casebook_message = Event("casebook_message")  # (text): how a reproduction or an export went
         self.message = Event("message")  # (text): a status line
         self.error = Event("error")  # (text): a problem the person should see
 
@@ -123,14 +124,15 @@ Executor = Callable[..., None]
 
 
 def run_now(work: Callable[[], Any], done: Callable[[Any], None], failed: Callable[[BaseException], None],
-            serial: bool = False) -> None:
-    """The executor for tests and scripts: the job runs at once, on this thread."""
+            serial: bool = False) -> bool:
+    """The executor for tests and scripts: the job runs at once, on this thread; True when it succeeded."""
     try:
         result = work()
     except Exception as exc:  # noqa: BLE001 - every failure goes to ``failed``, which shows it
         failed(exc)
-        return
+        return False
     done(result)
+    return True
 
 
 def error_text(exc: BaseException) -> str:
@@ -892,6 +894,53 @@ class InspectorModel:
             if row.label == UNLABELED and row.id != finding_id:
                 return row.id
         return None
+
+    def reproduce(self, finding_id: int) -> Any:
+        """Make a finding again from its record and put the outcome on its record (a "reproduce" event, see
+        :func:`inspector.evidence.reproduce_finding`); its history is read again when it is the one shown.
+        Returns what the executor returns (the window's worker)."""
+        path, reviewer = self.casebook_path, self.reviewer
+        self.events.casebook_message.emit(f"Reproducing finding #{finding_id}…")
+
+        def work() -> str:
+            from inspector.evidence import reproduce_finding
+
+            return reproduce_finding(path, finding_id, reviewer=reviewer).summary()
+
+        def done(text: str) -> None:
+            self.events.casebook_message.emit(text)
+            if self.casebook.selected_id == finding_id:
+                self.open_finding(finding_id)  # its history now ends with the reproduction
+
+        def failed(exc: BaseException) -> None:
+            self.events.casebook_message.emit(f"Could not reproduce: {error_text(exc)}")
+
+        return self.executor(work, done, failed)
+
+    def export(self, out: str | os.PathLike, fmt: str, ids: Sequence[int] | None = None, *,
+               overwrite: bool = False) -> Any:
+        """Write a report of the findings ``ids`` (None: every finding) as ``fmt`` (pdf, html, csv, json) to
+        ``out``, with its manifest, the reviewer as its author; an existing ``out`` is replaced only with
+        ``overwrite`` (the window asks first). Returns what the executor returns (the window's worker)."""
+        path, author, out = self.casebook_path, self.reviewer, str(out)
+        chosen = list(ids) if ids is not None else None
+
+        def work() -> int:
+            from inspector.casebook import Casebook
+            from inspector.report import ReportOptions, Selection, export
+
+            with Casebook.open(path, create=False, readonly=True) as book:
+                return export(book, out, fmt, overwrite=overwrite, selection=Selection(ids=chosen),
+                              options=ReportOptions(author=author))
+
+        def done(n: int) -> None:
+            self.events.casebook_message.emit(f"Report written to {out} ({n} findings), with its manifest "
+                                              f"{out}.manifest.json")
+
+        def failed(exc: BaseException) -> None:
+            self.events.casebook_message.emit(f"Export failed: {error_text(exc)}")
+
+        return self.executor(work, done, failed)
 
     # --- dropped files ----------------------------------------------------------------------------------------------
 

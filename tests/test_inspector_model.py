@@ -408,3 +408,26 @@ def test_a_view_announcing_the_same_selection_again_is_not_the_persons_choice(mo
     model.add_result(started.number, b)
     model.finish_run(started.number)
     assert model.selected is b  # still the first in the grid's order
+
+
+def test_the_casebook_view_exports_the_findings_it_names_and_says_where(model, path, tmp_path):
+    heard = Heard(model)
+    items = run(model, "a lighthouse", [0.3, 0.4])
+    out = tmp_path / "report.json"
+    assert model.export(out, "json", [items[1].finding_id]) is True
+    assert heard.texts("casebook_message")[-1] == (f"Report written to {out} (1 findings), with its manifest "
+                                                   f"{out}.manifest.json")
+    assert str(items[1].finding_id) in out.read_text() and (tmp_path / "report.json.manifest.json").exists()
+    assert model.export(out, "json") is False  # there already: the window asks before overwrite=True
+    assert heard.texts("casebook_message")[-1].startswith("Export failed:") and "exists" in \
+        heard.texts("casebook_message")[-1]
+
+
+def test_a_finding_without_an_engine_record_cannot_be_reproduced_and_says_so(model, path):
+    heard = Heard(model)
+    items = run(model, "a lighthouse", [0.3])  # a hand-made provenance, not the engine's record
+    assert model.reproduce(items[0].finding_id) is False
+    assert heard.texts("casebook_message")[0] == f"Reproducing finding #{items[0].finding_id}…"
+    assert heard.texts("casebook_message")[-1].startswith("Could not reproduce:")
+    with Casebook.open(path, readonly=True) as book:
+        assert [e.action for e in book.label_history(items[0].finding_id)] == ["record"]

@@ -408,6 +408,7 @@ class MainWindow(QMainWindow):
         ev.row_changed.connect(self._row_changed)
         ev.history_changed.connect(lambda _fid, events: self.casebook_tab.show_history(events))
         ev.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        ev.casebook_message.connect(self.casebook_tab.message.setText)
         ev.error.connect(self.show_error)
 
         self.prompt_panel.generate_requested.connect(self.start_generation)
@@ -1056,25 +1057,8 @@ class MainWindow(QMainWindow):
     def reproduce_finding(self, finding_id: int) -> GeneratorWorker:
         """Regenerate a finding from its record in the background and put the outcome on the record (a
         "reproduce" event: time, machine, versions, maximum pixel difference, pixel hash), shown in its history
-        and listed by reports."""
-        path, reviewer = self.casebook_path, self.model.reviewer
-        self.casebook_tab.message.setText(f"Reproducing finding #{finding_id}…")
-
-        def run(cancel=None, progress=None):
-            from inspector.evidence import reproduce_finding
-
-            return reproduce_finding(path, finding_id, reviewer=reviewer).summary()
-
-        def done(text: str) -> None:
-            self.casebook_tab.message.setText(text)
-            if self.model.casebook.selected_id == finding_id:
-                self.model.open_finding(finding_id)  # its history now ends with the reproduction
-
-        worker = GeneratorWorker(run)
-        worker.signals.returned.connect(done)
-        worker.signals.errored.connect(lambda exc: self.casebook_tab.message.setText(
-            "Could not reproduce: " + _error_text(exc)))
-        return self.hub.start(worker)
+        and listed by reports (``InspectorModel.reproduce``)."""
+        return self.model.reproduce(finding_id)
 
     def export_report(self) -> None:
         """Export the findings shown (the filters' view), or the rows selected when several are, as a PDF or
@@ -1117,27 +1101,10 @@ class MainWindow(QMainWindow):
 
     def export_to(self, out: str, overwrite: bool = False, ids: list[int] | None = None,
                   fmt: str | None = None) -> GeneratorWorker:
-        """Write the report in the background; an existing ``out`` is replaced only with ``overwrite``."""
-        path = self.casebook_path
-        fmt = fmt or export_format(out, "")
+        """Write the report in the background (``InspectorModel.export``); an existing ``out`` is replaced only
+        with ``overwrite``."""
         chosen = ids if ids is not None else self.casebook_tab.shown_ids() or None
-        author = self.model.reviewer
-
-        def run(cancel=None, progress=None):
-            from inspector.casebook import Casebook
-            from inspector.report import ReportOptions, Selection, export
-
-            with Casebook.open(path, create=False, readonly=True) as book:
-                n = export(book, out, fmt, overwrite=overwrite, selection=Selection(ids=chosen),
-                           options=ReportOptions(author=author))
-            return out, n
-
-        worker = GeneratorWorker(run)
-        worker.signals.returned.connect(lambda done: self.casebook_tab.message.setText(
-            f"Report written to {done[0]} ({done[1]} findings), with its manifest {done[0]}.manifest.json"))
-        worker.signals.errored.connect(lambda exc: self.casebook_tab.message.setText(
-            "Export failed: " + _error_text(exc)))
-        return self.hub.start(worker)
+        return self.model.export(out, fmt or export_format(out, ""), chosen, overwrite=overwrite)
 
     # --- closing ----------------------------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ from inspector.progress import SAMPLING, Progress, ProgressCallback, format_dura
 from inspector.prompt_files import load_prompt_file, read_prompts
 from inspector.resources import DEMO
 from inspector.session import (
+    INDEXES,
+    MODELS,
     Inspected,
     InspectRequest,
     PromptSummary,
@@ -55,8 +57,9 @@ from inspector.session import (
 )
 from inspector.timestamps import utc_now
 
-__all__ = ["MAX_CANDIDATES", "N_DEFAULT", "N_PRESETS", "ScanClock", "ScanState", "candidates", "format_duration",
-           "load_prompt_file", "read_prompts", "scan", "scan_settings", "unfinished_result"]
+__all__ = ["MAX_CANDIDATES", "N_DEFAULT", "N_PRESETS", "ScanClock", "ScanState", "bring_back", "candidates",
+           "complete_prompt", "finish_prompt_run", "format_duration", "load_prompt_file", "prompt_request",
+           "prompt_run", "read_prompts", "run_facts", "scan", "scan_settings", "unfinished_result"]
 
 #: At most this many findings per prompt (the closest candidates first).
 MAX_CANDIDATES = 16
@@ -201,6 +204,9 @@ class ScanState:
             "seed": item.seed,
             "position": item.position,
             "png_sha256": hashlib.sha256(item.png).hexdigest(),
+            # The pixels' own hash (provenance.rgb_sha256): the same wherever the image was made, while the PNG's
+            # text chunks name the machine's thread count.
+            "pixels_sha256": item.provenance.get("pixels_sha256"),
             "attempt": attempt,
             "recorded_at": utc_now(),
             "suggested": item.suggestion.verdict,
@@ -405,14 +411,13 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
     """Make the prompt's missing generations, recording each; then its summary and candidates. None when the
     scan was stopped before the prompt finished."""
     model, index = settings["model"], settings["index"]
-    request = InspectRequest(prompt=prompt, n=settings["n"], seed=settings["seed"], steps=settings["steps"],
-                             guidance=settings["guidance"])
+    request = prompt_request(settings, prompt)
     seeds = [request.seed + i for i in range(request.n)]
     have = state.recorded(prompt)
     missing = [s for s in seeds if s not in have]
     items: dict[int, Inspected] = {}
     records: dict[int, dict[str, Any]] = dict(have)
-    run_id = _prompt_run(state, prompt, request, progress)
+    run_id = prompt_run(state, prompt, request, progress)
     if missing:
         def forward(event: Progress) -> None:  # counts of the whole prompt, not only of this run's seeds
             progress(dataclasses.replace(event, done=len(have) + event.done, total=request.n))
@@ -422,20 +427,33 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
             items[item.seed] = item
             clock.on_image(time.monotonic())
         if len(items) < len(missing):
-            _finish_run(state, run_id, None, None, cancelled=len(have) + len(items))
+            finish_prompt_run(state, run_id, None, None, cancelled=len(have) + len(items))
             return None  # stopped: what was recorded stays for --resume
     for s in have:  # made by an earlier run: the same image, its neighbours found again
-        png = state.png(prompt, s)
-        items[s] = inspect_image(index, request, s - request.seed, s, _decode(png), png, _provenance(png))
+        items[s] = bring_back(index, request, s, state.png(prompt, s))
     ordered = [items[s] for s in seeds]
     summary = summarize_prompt(model, request, ordered, progress=progress, index_source=index)
+    return complete_prompt(state, ordered, records, summary, run_id, made_now=len(missing), brought_back=len(have))
+
+
+def prompt_request(settings: dict[str, Any], prompt: str) -> InspectRequest:
+    """The inspection of ``prompt`` that a scan with ``settings`` (:func:`scan_settings`) makes."""
+    return InspectRequest(prompt=prompt, n=settings["n"], seed=settings["seed"], steps=settings["steps"],
+                          guidance=settings["guidance"])
+
+
+def complete_prompt(state: ScanState, ordered: list[Inspected], records: dict[int, dict[str, Any]],
+                    summary: PromptSummary, run_id: int, *, made_now: int, brought_back: int) -> dict[str, Any]:
+    """Finish a prompt whose generations (``ordered``, in position order, each recorded: ``records`` by seed)
+    and summary are made, wherever they were made (here, or on a Ray worker): its candidates into the casebook,
+    its run finished, its ``result.json`` written and its images dropped. Returns the prompt's result."""
     ids = record_candidates(state, ordered, summary, run_id=run_id)
-    _finish_run(state, run_id, ordered, summary)
+    finish_prompt_run(state, run_id, ordered, summary)
     summary.run_id = run_id
     by_seed = dict(ids)
     result = {**summary.as_dict(), "complete": True, "generated": len(ordered),
               "findings": [fid for _s, fid in ids],
-              "made_now": len(missing), "brought_back": len(have),
+              "made_now": made_now, "brought_back": brought_back,
               "suggested": {v: sum(1 for i in ordered if i.suggestion.verdict == v)
                             for v in SUGGESTIONS},
               "generations": [{**records[i.seed], "in_clique": i.in_clique, "finding": by_seed.get(i.seed)}
@@ -443,7 +461,7 @@ def _scan_prompt(state: ScanState, prompt: str, settings: dict[str, Any], attemp
               "finished_at": utc_now()}
     result.pop("wen_tokens", None)
     result.pop("cancelled", None)
-    state.finish(prompt, result)
+    state.finish(summary.prompt, result)
     return result
 
 
@@ -469,9 +487,11 @@ def record_candidates(state: ScanState, items: list[Inspected], summary: PromptS
     return pairs
 
 
-def _prompt_run(state: ScanState, prompt: str, request: InspectRequest, progress: ProgressCallback) -> int:
+def prompt_run(state: ScanState, prompt: str, request: InspectRequest, progress: ProgressCallback,
+               facts: dict[str, Any] | None = None) -> int:
     """The prompt's run in the casebook: the one a killed scan left unfinished (same prompt, same scan), or a
-    new one. A scan keeps one run per prompt, its candidates as findings, never its 500 images."""
+    new one. A scan keeps one run per prompt, its candidates as findings, never its 500 images. ``facts``
+    (:func:`run_facts`): the model and index as loaded elsewhere (a Ray worker), so this process loads neither."""
     from inspector.casebook import Casebook
     from inspector.runs import start_run_for
 
@@ -479,12 +499,29 @@ def _prompt_run(state: ScanState, prompt: str, request: InspectRequest, progress
         for run in book.runs(kind="scan", prompt=prompt, finished=False, descending=True):
             if run.settings.get("scan") == state.folder.name:
                 return run.id
+        if facts is not None:
+            return book.start_run(kind="scan", prompt=request.prompt, negative_prompt=request.negative_prompt,
+                                  n_requested=request.n, settings={**facts["settings"], "scan": state.folder.name},
+                                  model_id=facts["model_id"], model_sha256=facts["model_sha256"],
+                                  index=facts["index"])
         return start_run_for(book, "scan", state.settings["model"], state.settings["index"], request,
                              extra_settings={"scan": state.folder.name}, progress=progress)
 
 
-def _finish_run(state: ScanState, run_id: int, items: list[Inspected] | None, summary: PromptSummary | None,
-                cancelled: int | None = None) -> None:
+def run_facts(model_source: str, index_source: str | None, request: InspectRequest) -> dict[str, Any]:
+    """What a run names of its model and index (``runs.start_run_for``'s fields: the settings with the model's
+    defaults filled in, the model's source and weights sha256, the index's identity), from the model and index
+    loaded in this process; a Ray worker sends them to the driver, which records the run."""
+    from inspector.runs import request_settings
+
+    model = MODELS.get(model_source)
+    index = INDEXES.get(index_source).identity() if index_source is not None else None
+    return {"settings": request_settings(request, model), "model_id": model.identity.source,
+            "model_sha256": model.identity.sha256, "index": index}
+
+
+def finish_prompt_run(state: ScanState, run_id: int, items: list[Inspected] | None,
+                      summary: PromptSummary | None, cancelled: int | None = None) -> None:
     """Finish the prompt's run: with its summary, or (``cancelled``: how many images were made) stopped."""
     from inspector.casebook import Casebook
     from inspector.runs import finish_fields
@@ -494,6 +531,12 @@ def _finish_run(state: ScanState, run_id: int, items: list[Inspected] | None, su
             book.finish_run(run_id, n_finished=cancelled, cancelled=True)
         else:
             book.finish_run(run_id, **finish_fields(items or [], summary))
+
+
+def bring_back(index_source: str, request: InspectRequest, seed: int, png: bytes) -> Inspected:
+    """A generation recorded by an earlier run (its PNG), inspected again: the same image, its neighbours found
+    again in the index."""
+    return inspect_image(index_source, request, seed - request.seed, seed, _decode(png), png, _provenance(png))
 
 
 def _decode(png: bytes):

@@ -258,6 +258,11 @@ class Run:
     def in_words(self) -> str:
         """The run in one line: ``colourful squares: 16 generated, 0 near copies, clique 2/16, Wen 0.42``."""
         n, asked = self.n_finished, self.n_requested
+        prefilter = self.settings.get("prefilter") if isinstance(self.settings, dict) else None
+        if prefilter and self.finished and not asked:  # a scan's one-step prefilter (inspector.prefilter)
+            score = "no score" if self.wen_score is None else f"Wen score {self.wen_score:.3g}"
+            return (f"{self.prompt}: prefilter {score} (first {prefilter.get('first_steps')} step, "
+                    f"{prefilter.get('seeds')} seeds), no generations")
         if not self.finished:
             parts = [f"{asked} requested, not finished (still running, or stopped before it could finish)"]
         elif self.error:

@@ -91,7 +91,9 @@ def test_a_kill_between_the_casebook_run_and_the_score_line_scores_nothing_twice
     assert resumed.scores["b"]["score"] == 0.75 and resumed.selected(["a", "b"]) == ["b"]
     resumed.record([{"prompt": "b", "score": 0.75, "per_seed": [0.75], "steps_used": 1, "seconds": 0.1}], FACTS)
     with Casebook.open(state.casebook) as cb:
-        assert sorted(r.prompt for r in cb.runs(kind="scan")) == ["a", "b"]  # one run each, never two
+        runs = cb.runs(kind="scan")
+    assert sorted(r.prompt for r in runs) == ["a", "b"]  # one run each, never two
+    assert runs[0].in_words() == "a: prefilter Wen score 0.25 (first 1 step, 4 seeds), no generations"
     assert Prefilter(state, PrefilterSettings(top=1)).scores.keys() == {"a", "b"}
 
 

@@ -37,20 +37,21 @@ def title_from(source: str, caption: str = "", caption_source: str | None = None
     return re.sub(r"[_\-]+", " ", stem).strip()
 
 
-def build_prompts(titles: Sequence[str], name: str, own: Sequence[str] = ()) -> list[str]:
-    """Every prompt of :data:`PROMPT_PATTERNS` for each title (those naming the artist only when a name is
-    given), then the artist's own lines; blank and repeated ones left out, in that order."""
+def build_prompts(titles: Sequence[str], name: str, own: Sequence[str] = (),
+                  patterns: Sequence[str] = PROMPT_PATTERNS) -> list[str]:
+    """Every prompt of ``patterns`` (default :data:`PROMPT_PATTERNS`) for each title (those naming the artist
+    only when a name is given), then the artist's own lines; blank and repeated ones left out, in that order."""
     out: list[str] = []
     name = name.strip()
     for title in titles:
-        for pattern in PROMPT_PATTERNS:
+        for pattern in patterns:
             if "{title}" not in pattern:
                 continue
             if "{name}" in pattern and not name:
                 continue
             out.append(pattern.format(title=title, name=name))
     if name:
-        out += [p.format(title="", name=name) for p in PROMPT_PATTERNS if "{title}" not in p]
+        out += [p.format(title="", name=name) for p in patterns if "{title}" not in p]
     out += [line.strip() for line in own]
     seen: set[str] = set()
     return [p for p in out if p and not (p in seen or seen.add(p))]
@@ -172,11 +173,13 @@ def works_in(index_dir: str | os.PathLike) -> list[tuple[str, str]]:
 
 def check_work(model: str, index_dir: str | os.PathLike, name: str, *, titles: dict[str, str] | None = None,
                own_prompts: Sequence[str] = (), n: int = 8, seed: int = 0, steps: int | None = None,
-               cancel: threading.Event | None = None, progress: Callable[[Progress], None] | None = None,
+               patterns: Sequence[str] = PROMPT_PATTERNS, cancel: threading.Event | None = None, progress: Callable[[Progress], None] | None = None,
                ) -> CheckResult:
     """Run every prompt against the artist's reference index and say what came out, per work.
 
     ``titles`` maps a work's source (as the index names it) to its title (default: :func:`works_in`).
+    ``patterns`` are the prompt patterns tried per title and for the name (default :data:`PROMPT_PATTERNS`;
+    fewer patterns, fewer generations: prompts x ``n`` images in all).
     ``progress`` gets one :class:`Progress` over the whole batch (images done of prompts x n).
     """
     from inspector.vocabulary import check_model_prompt
@@ -185,7 +188,7 @@ def check_work(model: str, index_dir: str | os.PathLike, name: str, *, titles: d
     if titles:
         sources.update({s: t for s, t in titles.items() if s in sources})
     works = {s: WorkResult(PurePath(s).name, t) for s, t in sources.items()}
-    prompts = build_prompts(list(dict.fromkeys(sources.values())), name, own_prompts)
+    prompts = build_prompts(list(dict.fromkeys(sources.values())), name, own_prompts, patterns)
     result = CheckResult(name, list(works.values()), prompts)
     unknown: list[str] = []
     for prompt in prompts:

@@ -48,7 +48,10 @@ def test_the_coffee_work_is_reported_reproduced_and_nothing_else(tmp_path):
     for event in build_reference(works, index):
         skipped += [s.source for s in getattr(event, "newly_skipped", [])]
     assert any("broken.png" in s for s in skipped)
-    result = check_work("demo", index, "Rachel Michetti", own_prompts=["a cup of coffee"], n=4, steps=None)
+    # The name-only pattern and the artist's own line: 2 prompts x 4 images (every title pattern would be 60+).
+    result = check_work("demo", index, "Rachel Michetti", own_prompts=["a cup of coffee"], n=4, steps=None,
+                        patterns=["in the style of {name}"])
+    assert result.prompts == ["in the style of Rachel Michetti", "a cup of coffee"]
     reproduced = {w.file_name for w in result.reproduced}
     assert reproduced == {"Morning Cup.png"}, result.summary()
     words = next(w for w in result.works if w.file_name == "Morning Cup.png").in_words()

@@ -257,7 +257,8 @@ class IndexBuilder:
         else:
             if self.out.is_dir() and not _is_empty_folder(self.out):
                 raise TrainingIndexError(f"{out} already exists and is not empty: add --resume to continue the "
-                                         "build in it, or choose a new folder")
+                                         f"build in it, use --add-to {out} to add SRC to the index there, or "
+                                         "choose a new folder")
             size = DEFAULT_COMPARISON_SIZE if comparison_size is None else int(comparison_size)
             if not MIN_COMPARISON_SIZE <= size <= MAX_COMPARISON_SIZE:
                 raise TrainingIndexError(f"--size must be between {MIN_COMPARISON_SIZE} and "

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from inspector.fileio import write_atomic
+from inspector.training_index.semantic import LIKENESS_FILE
 
 #: Side of the embedder's input in pixels: the demo model's native size, the demo index's comparison size.
 INPUT_SIZE = 32
@@ -34,8 +35,6 @@ SOURCE_SIZE = 64
 #: Pixel normalisation written to preprocessor_config.json and used in training.
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
-#: The file in an embedder folder that records its calibrated likeness threshold (read by the index build).
-LIKENESS_FILE = "likeness.json"
 #: The k tried for the likeness score (training images, duplicates counted, that must look alike:
 #: semantic.likeness_score); calibration keeps the one that best separates held-out likeness from novel images.
 LIKENESS_KS = (1, 2, 4, 8, 16)

@@ -38,7 +38,7 @@ import signal
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -202,11 +202,13 @@ class Cluster:
 
     @classmethod
     @contextmanager
-    def connect(cls, address: str | None, workers: int | None, model: str, index: str) -> Iterator[Cluster]:
+    def connect(cls, address: str | None, workers: int | None, model: str, index: str,
+                threads: int | None = None) -> Iterator[Cluster]:
         """Join the cluster at ``address`` (``auto``: the one this machine belongs to; ``host:port``, or
         ``ray://host:10001`` with Ray's client), or start one on this machine (``local`` or None; a Ray
         already started in this process is used as it is). Starts the workers; on leaving, ends them and
-        disconnects (stopping the cluster only when it was started here)."""
+        disconnects (stopping the cluster only when it was started here). ``threads``: torch threads per worker
+        (default: the cluster's CPUs / workers, at most one node's)."""
         ray = _import_ray()
         model, index = _shared_path(model), _shared_path(index)
         if index == DEMO:  # built here first, so that the workers on this machine do not all build it at once
@@ -236,7 +238,7 @@ class Cluster:
                 raise UserError(f"--workers {count} is more than the cluster's {gpus} GPUs: one worker a GPU")
             if not gpus and count > cpus:
                 raise UserError(f"--workers {count} is more than the cluster's {cpus} CPUs")
-            threads = max(1, min(cpus // count, node_cpus))
+            threads = threads or max(1, min(cpus // count, node_cpus))
             # On GPUs a worker's CPU threads only search the index and write PNGs: one reserved CPU is enough.
             remote = _actor_class(ray).options(num_cpus=1 if gpus else threads, num_gpus=1 if gpus else 0,
                                                max_restarts=MAX_RESTARTS, max_task_retries=0)
@@ -438,8 +440,10 @@ def ray_scan(
     cancel: threading.Event | None = None,
     progress: ProgressCallback | None = None,
     prefilter: Prefilter | None = None,
+    threads: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """:func:`inspector.scan.scan` on a Ray cluster (``address``: see :meth:`Cluster.connect`).
+    """:func:`inspector.scan.scan` on a Ray cluster (``address``, ``workers``, ``threads``: see
+    :meth:`Cluster.connect`).
 
     Yields one result per prompt scanned, in order, as the local scan does (finished ones from an earlier run with
     ``"resumed": True``; when ``cancel`` is set, :func:`inspector.scan.unfinished_result` for each prompt not
@@ -456,7 +460,7 @@ def ray_scan(
         raise UserError(f"a scan of these prompts with these settings was started before: add --resume to "
                         f"continue it, or delete {state.folder} to start again")
     report = progress or no_progress
-    with Cluster.connect(address, workers, model, index) as cluster:
+    with Cluster.connect(address, workers, model, index, threads) as cluster:
         if not cluster.wait_ready(cancel, report):
             return
         each = f"one GPU each of the cluster's {cluster.gpus}" if cluster.gpus else \
@@ -477,7 +481,9 @@ def prefilter_on_cluster(cluster: Cluster, prefilter: Prefilter, prompts: list[s
     """Score the prompts the prefilter has no score for, in chunks spread over the workers; False when stopped."""
     ray = cluster.ray
     todo = prefilter.missing(prompts)
-    chunks = deque(todo[k:k + PREFILTER_CHUNK] for k in range(0, len(todo), PREFILTER_CHUNK))
+    # Chunks hide a call's overhead; a few prompts are still spread over every worker.
+    size = max(1, min(PREFILTER_CHUNK, -(-len(todo) // (2 * len(cluster.usable)))))
+    chunks = deque(todo[k:k + size] for k in range(0, len(todo), size))
     total, done = len(prompts), len(prompts) - len(todo)
     report(prefilter_progress(done, total, None))
     in_flight: dict[Any, tuple[int, list[str]]] = {}
@@ -486,12 +492,15 @@ def prefilter_on_cluster(cluster: Cluster, prefilter: Prefilter, prompts: list[s
     while chunks or in_flight:
         if cancel is not None and cancel.is_set():
             return False
-        for worker in cluster.free({w for w, _c in in_flight.values()}):
-            if not chunks:
-                break
+        # Two chunks a worker: the second waits on the worker while the driver records the first's scores.
+        loads = Counter(w for w, _c in in_flight.values())
+        for worker in cluster.free({w for w, k in loads.items() if k >= 2}) * 2:
+            if not chunks or loads[worker] >= 2:
+                continue
             chunk = chunks.popleft()
             ref = cluster.actors[worker].prefilter.remote(chunk, prefilter.settings, seed, steps, guidance)
             in_flight[ref] = (worker, chunk)
+            loads[worker] += 1
         if not in_flight:  # every worker restarting
             time.sleep(POLL_SECONDS)
             continue
@@ -586,6 +595,8 @@ def _drive(cluster: Cluster, state: ScanState, prompts: list[str], settings: dic
             time.sleep(POLL_SECONDS)
             continue
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
+        if ready:  # and every other stream with a message waiting: one message each per pass
+            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
         for stream in ready:
             worker, job = in_flight[stream]
             failure: BaseException | None = None
@@ -624,6 +635,8 @@ def _drive(cluster: Cluster, state: ScanState, prompts: list[str], settings: dic
                 tick(job, worker, item.seed)
             elif kind == "summary":
                 del in_flight[stream]  # the worker is free: its next prompt queues behind this stream's end
+                if queue and worker in cluster.free({w for w, _j in in_flight.values()}):
+                    submit(worker, queue.popleft())  # before the casebook writes below, which it need not wait for
                 summary, ordered = message[1], message[2]
                 records = state.recorded(job.prompt)
                 result = complete_prompt(state, ordered, records, summary, job.run_id, made_now=len(job.made_now),

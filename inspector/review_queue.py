@@ -18,7 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from inspector.casebook import ADJUDICATED, Casebook, Disagreement, disagreements
-from inspector.findings import LABELS, UNLABELED, FindingSummary
+from inspector.findings import (
+    LABELS,
+    LIKENESS_ONLY,
+    LIKENESS_SUGGESTED,
+    MEMORIZED,
+    NOVEL,
+    UNLABELED,
+    FindingSummary,
+)
 
 #: The orders an annotator can choose, in their words.
 ORDERS = {
@@ -28,7 +36,7 @@ ORDERS = {
     "prompt": "by prompt, then seed",
 }
 # Near copies first, then likeness, then novel: the suggestion's own order of urgency.
-_SUGGESTION_RANK = {"memorized": 0, "likeness?": 1, "likeness-only": 1, "novel": 2}
+_SUGGESTION_RANK = {MEMORIZED: 0, LIKENESS_SUGGESTED: 1, LIKENESS_ONLY: 1, NOVEL: 2}
 
 
 @dataclass(frozen=True)

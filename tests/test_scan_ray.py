@@ -51,17 +51,27 @@ def _descendants(pid: int) -> set[int]:
 def local_ray():
     """A Ray cluster on this machine with 2 CPUs, for this file's tests only; none of its processes outlive it."""
     sigterm = signal.getsignal(signal.SIGTERM)
+    before = _descendants(os.getpid())  # e.g. multiprocessing's resource tracker, started by earlier tests
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
         yield ray
     finally:
-        started = _descendants(os.getpid())  # the raylet, the GCS, the workers they started
+        # The raylet, the GCS, the workers they started (not what this process had started before Ray, and not
+        # multiprocessing's resource tracker, which lives as long as this process by design).
+        started = {pid for pid in _descendants(os.getpid()) - before if not _is_resource_tracker(pid)}
         ray.shutdown()
         signal.signal(signal.SIGTERM, sigterm)  # ray.init took it over
         deadline = time.monotonic() + 30
         while started & _live(started) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not _live(started), "Ray processes were left running"
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _live(pids: set[int]) -> set[int]:

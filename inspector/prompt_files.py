@@ -286,16 +286,8 @@ def _table_values(path: Path, text: str, delimiter: str, column: str | None) -> 
     except csv.Error as exc:
         raise UserError(f"{path} is not readable as {'CSV' if delimiter == ',' else 'TSV'}: {exc}") from None
     names = [cell.strip() for cell in header]
-    listed = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
-    if column is not None:
-        if column not in names:
-            raise UserError(f"{path} has no column {column!r} (its columns: {listed})")
-        chosen = column
-    else:
-        chosen = next((k for k in PROMPT_KEYS if k in names), None)
-        if chosen is None:
-            raise UserError(f"{path} has none of the columns {_KEYS} (its header: {listed}): the first line must "
-                            "name the columns; pick the prompt column with --column NAME")
+    chosen = _choose_column(path, names, column, "its header",
+                            "the first line must name the columns; pick the prompt column with --column NAME")
     at = names.index(chosen)
     values: list[str | None] = []
     try:
@@ -304,6 +296,19 @@ def _table_values(path: Path, text: str, delimiter: str, column: str | None) -> 
     except csv.Error as exc:
         raise UserError(f"{path}, line {rows.line_num} is not readable: {exc}") from None
     return values, chosen
+
+
+def _choose_column(path: Path, names: list[str], column: str | None, where: str, hint: str) -> str:
+    """The prompt column of a table: ``column`` when given (it must exist), else the first of PROMPT_KEYS."""
+    listed = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
+    if column is not None:
+        if column not in names:
+            raise UserError(f"{path} has no column {column!r} (its columns: {listed})")
+        return column
+    chosen = next((k for k in PROMPT_KEYS if k in names), None)
+    if chosen is None:
+        raise UserError(f"{path} has none of the columns {_KEYS} ({where}: {listed}): {hint}")
+    return chosen
 
 
 def _parquet_values(path: Path, column: str | None) -> tuple[Iterable[str | None], str]:
@@ -317,16 +322,7 @@ def _parquet_values(path: Path, column: str | None) -> tuple[Iterable[str | None
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path} is not a readable parquet file: {exc}") from None
     names = list(parquet.schema_arrow.names)
-    listed = ", ".join(repr(n) for n in names[:12]) + (", ..." if len(names) > 12 else "")
-    if column is not None:
-        if column not in names:
-            raise UserError(f"{path} has no column {column!r} (its columns: {listed})")
-        chosen = column
-    else:
-        chosen = next((k for k in PROMPT_KEYS if k in names), None)
-        if chosen is None:
-            raise UserError(f"{path} has none of the columns {_KEYS} (its columns: {listed}): pick the prompt "
-                            "column with --column NAME")
+    chosen = _choose_column(path, names, column, "its columns", "pick the prompt column with --column NAME")
     kind = parquet.schema_arrow.field(chosen).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise UserError(f"{path}: column {chosen!r} holds {kind}, not text")

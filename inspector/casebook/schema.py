@@ -8,7 +8,7 @@ either the old schema or the new one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlite_utils
@@ -286,18 +286,7 @@ def _v4_runs(db: sqlite_utils.Database) -> None:
     # SQLite cannot change a CHECK constraint: label_events is rebuilt (its rows copied unchanged, ids and
     # hashes included, so the chain verifies as before) with the new actions, a nullable finding and run_id.
     # The copy is made under another name and renamed, so the old table is dropped with nothing pointing at it.
-    columns = ", ".join(_V1_EVENT_COLUMNS)
-    db.executescript(_V4_LABEL_EVENTS.replace("CREATE TABLE label_events (", "CREATE TABLE label_events_v4 (")
-                     .replace("REFERENCES label_events(id)", "REFERENCES label_events_v4(id)") + ";")
-    db.execute(f"INSERT INTO label_events_v4 ({columns}) SELECT {columns} FROM label_events ORDER BY id")
-    db.executescript("""
-        DROP TRIGGER label_events_are_append_only_update;
-        DROP TRIGGER label_events_are_append_only_delete;
-        DROP TABLE label_events;
-        ALTER TABLE label_events_v4 RENAME TO label_events;
-        CREATE INDEX label_events_by_finding ON label_events(finding_id, id);
-        CREATE INDEX label_events_by_run ON label_events(run_id, id);
-    """ + _EVENT_TRIGGERS)
+    _rebuild_label_events(db, _V4_LABEL_EVENTS, _V1_EVENT_COLUMNS, "v4")
     _fill_generation_keys(db)
 
 
@@ -338,22 +327,30 @@ def _v5_full_state(db: sqlite_utils.Database) -> None:
     # finding's notes at recording are in its "record" event too, reproductions are events, and each finding's
     # events chain among themselves (finding_prev_hash) and end at the hash findings.event_head keeps, so that
     # removing any event of a finding names that finding.
-    columns = ", ".join(_V4_EVENT_COLUMNS)
-    db.executescript(_V5_LABEL_EVENTS.replace("CREATE TABLE label_events (", "CREATE TABLE label_events_v5 (")
-                     .replace("REFERENCES label_events(id)", "REFERENCES label_events_v5(id)") + ";")
-    db.execute(f"INSERT INTO label_events_v5 ({columns}) SELECT {columns} FROM label_events ORDER BY id")
-    db.executescript("""
-        DROP TRIGGER label_events_are_append_only_update;
-        DROP TRIGGER label_events_are_append_only_delete;
-        DROP TABLE label_events;
-        ALTER TABLE label_events_v5 RENAME TO label_events;
-        CREATE INDEX label_events_by_finding ON label_events(finding_id, id);
-        CREATE INDEX label_events_by_run ON label_events(run_id, id);
-        ALTER TABLE findings ADD COLUMN event_head TEXT;
-    """ + _EVENT_TRIGGERS)
+    _rebuild_label_events(db, _V5_LABEL_EVENTS, _V4_EVENT_COLUMNS, "v5")
+    db.execute("ALTER TABLE findings ADD COLUMN event_head TEXT")
     _attest_recorded_notes(db)
     db.execute("UPDATE findings SET event_head = (SELECT e.hash FROM label_events AS e WHERE e.finding_id ="
                " findings.id ORDER BY e.id DESC LIMIT 1)")
+
+
+def _rebuild_label_events(db: sqlite_utils.Database, create_sql: str, columns: Sequence[str], tag: str) -> None:
+    """Rebuild label_events with ``create_sql`` (SQLite cannot change a CHECK constraint): the rows are copied
+    unchanged (ids and hashes included, so the chain verifies as before) into a table made under another name,
+    which is then renamed, so the old table is dropped with nothing pointing at it; indexes and the append-only
+    triggers are made again."""
+    names = ", ".join(columns)
+    db.executescript(create_sql.replace("CREATE TABLE label_events (", f"CREATE TABLE label_events_{tag} (")
+                     .replace("REFERENCES label_events(id)", f"REFERENCES label_events_{tag}(id)") + ";")
+    db.execute(f"INSERT INTO label_events_{tag} ({names}) SELECT {names} FROM label_events ORDER BY id")
+    db.executescript(f"""
+        DROP TRIGGER label_events_are_append_only_update;
+        DROP TRIGGER label_events_are_append_only_delete;
+        DROP TABLE label_events;
+        ALTER TABLE label_events_{tag} RENAME TO label_events;
+        CREATE INDEX label_events_by_finding ON label_events(finding_id, id);
+        CREATE INDEX label_events_by_run ON label_events(run_id, id);
+    """ + _EVENT_TRIGGERS)
 
 
 def _attest_recorded_notes(db: sqlite_utils.Database) -> None:

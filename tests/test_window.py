@@ -192,6 +192,8 @@ def test_every_control_is_on_screen_at_1366x768_and_the_window_may_be_smaller_th
 
 def test_size_splitters_n_sort_and_heatmap_mode_are_remembered(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("INSPECTOR_DATA_DIR", str(tmp_path / "data"))
+    user = QSettings("memorization-inspector", "inspector")  # the person's own settings on this machine
+    users_before = {key: user.value(key) for key in user.allKeys()}
     first = make_window(qtbot, tmp_path)
     first.resize(1300, 740)
     qtbot.waitUntil(lambda: first.height() == 740, timeout=5000)
@@ -212,7 +214,8 @@ def test_size_splitters_n_sort_and_heatmap_mode_are_remembered(qtbot, tmp_path, 
         assert second.model.heatmap_mode == "pixel" and second.comparison.mode == "pixel"
     finally:
         second.hub.shutdown()
-    assert not QSettings("memorization-inspector", "inspector").contains("inspect/n")  # the user's own: untouched
+    user.sync()
+    assert {key: user.value(key) for key in user.allKeys()} == users_before  # the user's own: untouched
 
 
 def test_the_pickers_recent_lists_survive_a_restart(qtbot, tmp_path, monkeypatch):

@@ -47,8 +47,10 @@ def run_details(run) -> str:
     return "\n".join(lines)
 
 
-class RunsModel(QAbstractTableModel):
-    """Every run, newest first: what was checked and what it found, in words."""
+class _RowsModel(QAbstractTableModel):
+    """A table over a list of records with an ``id``, one row each; ``columns`` names the columns."""
+
+    columns: tuple[str, ...] = ()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -58,12 +60,26 @@ class RunsModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
-        return len(RUN_COLUMNS)
+        return len(self.columns)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return RUN_COLUMNS[section]
+            return self.columns[section]
         return None
+
+    def set_rows(self, rows: list) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def row_of(self, record_id: int | None) -> int | None:
+        return next((k for k, r in enumerate(self.rows) if r.id == record_id), None)
+
+
+class RunsModel(_RowsModel):
+    """Every run, newest first: what was checked and what it found, in words."""
+
+    columns = RUN_COLUMNS
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -83,30 +99,10 @@ class RunsModel(QAbstractTableModel):
             "what was checked": run.in_words(),
         }[RUN_COLUMNS[index.column()]]
 
-    def set_rows(self, rows: list) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self.endResetModel()
-
-    def row_of(self, run_id: int | None) -> int | None:
-        return next((k for k, r in enumerate(self.rows) if r.id == run_id), None)
 
 
-class FindingsModel(QAbstractTableModel):
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.rows: list = []
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
-        return len(COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
+class FindingsModel(_RowsModel):
+    columns = COLUMNS
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -134,14 +130,6 @@ class FindingsModel(QAbstractTableModel):
             "notes": f.notes,
             "updated": (f.updated_at or "")[:19].replace("T", " "),
         }[col]
-
-    def set_rows(self, rows: list) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self.endResetModel()
-
-    def row_of(self, finding_id: int | None) -> int | None:
-        return next((k for k, r in enumerate(self.rows) if r.id == finding_id), None)
 
     def update_row(self, row: object) -> None:
         """One finding changed (its label, notes or reviewer): redraw its row."""

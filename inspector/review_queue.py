@@ -142,6 +142,10 @@ class ReviewQueue:
         """The finding on screen, or None when the queue is empty."""
         return self._summaries[self.ids[self.position]] if self.ids else None
 
+    def summaries(self) -> list[FindingSummary]:
+        """The queued findings as last read, in the queue's order (the window's list)."""
+        return [self._summaries[fid] for fid in self.ids]
+
     def disagreement(self, finding_id: int) -> Disagreement | None:
         """What the reviewers said, in adjudication mode."""
         return self._disagreements.get(finding_id)
@@ -159,9 +163,13 @@ class ReviewQueue:
 
     # --- moving -------------------------------------------------------------------------------------------
 
-    def _advance(self) -> None:
+    def advance(self) -> None:
         """To the next finding after the current one that needs a label and was not skipped; when none is left
-        after it, to the first one still waiting (skipped ones come back); else stay."""
+        after it, to the first one still waiting (skipped ones come back); else stay. (A label advances by
+        itself; the window calls this after labeling several at once.)"""
+        self._advance()
+
+    def _advance(self) -> None:
         n = len(self.ids)
         for i in range(self.position + 1, n):
             if self.needs_label(self.ids[i]) and self.ids[i] not in self.skipped:
@@ -208,22 +216,28 @@ class ReviewQueue:
         if label not in LABELS:
             raise ValueError(f"unknown label {label!r}: use one of {', '.join(LABELS)}")
         for fid in finding_ids:
-            self.book.label(fid, label, reviewer=self.reviewer, note=self._note_for(fid, note))
+            event = self.book.label(fid, label, reviewer=self.reviewer, note=self._note_for(fid, note))
             self._done.append(Done(fid, "label"))
             self.skipped.discard(fid)
             self._disagreements.pop(fid, None)
             self._summaries[fid] = self.book.summary(fid)
-        self._revision = self.book.revision()  # our own writes need no re-read
+            self._wrote(event.id)
 
     def set_notes(self, notes: str) -> None:
         """Replace the current finding's notes (a "note" event)."""
         current = self.current
         if current is None:
             return
-        self.book.set_notes(current.id, notes, reviewer=self.reviewer)
+        event = self.book.set_notes(current.id, notes, reviewer=self.reviewer)
         self._done.append(Done(current.id, "note", previous_notes=current.notes))
         self._summaries[current.id] = self.book.summary(current.id)
-        self._revision = self.book.revision()
+        self._wrote(event.id)
+
+    def _wrote(self, event_id: int) -> None:
+        """Our own write needs no re-read, but only when it is the one event since the last read: another
+        program's write just before it (a scan's candidates) must still be picked up by :meth:`refresh`."""
+        if self._revision == event_id - 1:
+            self._revision = event_id
 
     @property
     def can_undo(self) -> bool:
@@ -236,14 +250,15 @@ class ReviewQueue:
             return None
         done = self._done.pop()
         if done.action == "label":
-            self.book.undo_last_label(done.finding_id, reviewer=self.reviewer, note="undone in the review queue")
+            event = self.book.undo_last_label(done.finding_id, reviewer=self.reviewer,
+                                              note="undone in the review queue")
             if self.adjudicate:
                 self._revision = -1
                 self.refresh()
         else:
-            self.book.set_notes(done.finding_id, done.previous_notes, reviewer=self.reviewer)
+            event = self.book.set_notes(done.finding_id, done.previous_notes, reviewer=self.reviewer)
         self._summaries[done.finding_id] = self.book.summary(done.finding_id)
-        self._revision = self.book.revision()
+        self._wrote(event.id)
         if done.finding_id in self.ids:
             self.go_to(done.finding_id)
         return done.finding_id

@@ -108,3 +108,13 @@ def test_adjudication_walks_the_disagreements_and_records_its_own_event(tmp_path
         assert q.left == 1 and q.current.id == 3
         assert ReviewQueue(merged, "carol", adjudicate=True).ids == [3]
         assert merged.verify().ok
+
+
+def test_a_candidate_written_just_before_the_annotators_label_is_still_picked_up(book, tmp_path):
+    q = ReviewQueue(book, "ana")
+    with Casebook.open(book.path) as scan:  # another writer, between the queue's last read and its label
+        scan.record(distance_finding(9, 0.01, "memorized"))
+    q.label("novel")
+    assert q.refresh() == 1 and book.summary(q.ids[-1]).seed == 9
+    q.set_notes("checked")
+    assert q.refresh() == 0, "the queue's own writes need no re-read"

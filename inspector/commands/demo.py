@@ -22,6 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only (re)train the demo's image embedder on the existing training set, calibrate its "
                         "likeness threshold and measure the suggested verdicts (about 15 minutes; resumes an "
                         "interrupted run)")
+    b.add_argument("--benchmark", action="store_true",
+                   help="build the benchmark world instead (benchmark/ of this checkout): many prompts with known "
+                        "answers, for inspector evaluate; about 70 minutes of training on two CPU cores")
+    b.add_argument("--resume", action="store_true",
+                   help="with --benchmark: go on from the last training checkpoint (same result as one run)")
+    b.add_argument("--leg-minutes", type=float, metavar="M",
+                   help="with --benchmark: stop at the first checkpoint after M minutes (exit status 75); run "
+                        "again with --resume to go on")
     b.set_defaults(func=run_build)
 
 
@@ -33,6 +41,10 @@ def run_build(args: argparse.Namespace) -> int:
     from inspector.demo.build import RESOURCES, build
     from inspector.demo.train import TrainConfig
 
+    if args.benchmark:
+        return _run_benchmark(args)
+    if args.resume or args.leg_minutes is not None:
+        raise UserError("--resume and --leg-minutes go with --benchmark")
     cfg = TrainConfig(seed=args.seed)
     if args.steps is not None:
         cfg.steps = args.steps
@@ -59,4 +71,32 @@ def run_build(args: argparse.Namespace) -> int:
 
     write_report(out)
     print(f"demo world written to {out}; see {out / 'TRAINING.md'}")
+    return 0
+
+
+#: Exit status of a benchmark build that paused at its leg's time limit (BSD's EX_TEMPFAIL: try again).
+PAUSED = 75
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from inspector.demo.benchmark import DEFAULT_DIR, benchmark_config, build_benchmark
+    from inspector.demo.train import TrainingPaused
+    from inspector.errors import UserError
+
+    if args.embedder_only:
+        raise UserError("--embedder-only is for the demo world, not --benchmark")
+    if args.leg_minutes is not None and args.leg_minutes <= 0:
+        raise UserError(f"--leg-minutes must be above 0, got {args.leg_minutes}")
+    cfg = benchmark_config(args.seed)
+    if args.steps is not None:
+        cfg.steps = args.steps
+    out = args.out or DEFAULT_DIR
+    try:
+        build_benchmark(out, cfg, resume=args.resume, leg_minutes=args.leg_minutes)
+    except TrainingPaused as paused:
+        print(paused)
+        return PAUSED
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    print(f"benchmark world written to {out}; measure the inspector on it with: inspector evaluate")
     return 0

@@ -75,32 +75,41 @@ class DemoImages:
     pixels: np.ndarray  # N x 64 x 64 x 3 uint8, as stored
     sources: list[str]
     subjects: list[str]  # "memorized:<name>", "likeness:chelsea" or "procedural"
+    copies: np.ndarray  # how many training files hold each image (duplicates counted)
 
 
 def demo_images(training: Path) -> DemoImages:
     """Read the demo training folder (PNG + JSON sidecars), keeping one copy of each distinct file."""
     from PIL import Image
 
-    seen: set[str] = set()
-    pixels, sources, subjects = [], [], []
+    seen: dict[str, int] = {}
+    pixels, sources, subjects, copies = [], [], [], []
     for png in sorted(Path(training).glob("*.png")):
         data = png.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest in seen:
+            copies[seen[digest]] += 1
             continue
-        seen.add(digest)
+        seen[digest] = len(pixels)
         meta = json.loads(png.with_suffix(".json").read_text(encoding="utf-8"))
         with Image.open(png) as im:
             arr = np.asarray(im.convert("RGB").resize((SOURCE_SIZE, SOURCE_SIZE), Image.Resampling.BICUBIC))
         pixels.append(arr)
         sources.append(meta["source"])
-        subjects.append(_subject(meta["source"]))
+        subjects.append(_subject(meta))
+        copies.append(1)
     if not pixels:
         raise FileNotFoundError(f"no demo training images in {training}: run inspector demo build first")
-    return DemoImages(np.stack(pixels), sources, subjects)
+    return DemoImages(np.stack(pixels), sources, subjects, np.asarray(copies, dtype=np.int64))
 
 
-def _subject(source: str) -> str:
+def _subject(meta: dict) -> str:
+    """What a training image shows: the benchmark world says so in its sidecars; the demo's sources tell."""
+    kind = meta.get("benchmark_kind")
+    if kind is not None:
+        return {"duplicated": "memorized:", "likeness": "likeness:"}.get(kind, "procedural") + (
+            meta["subject"] if kind != "novel" else "")
+    source = meta["source"]
     if source.startswith("procedural"):
         return "procedural"
     if "random crop" in source:
@@ -369,7 +378,7 @@ def calibrate(folder: Path, images: DemoImages, held_ids: np.ndarray, log: Calla
 
     model = SemanticModel.load(folder)
     emb = model.embed(canonical_inputs(images.pixels, model.input_size))
-    counts = _duplicate_counts(images)
+    counts = images.copies
     scores: dict[int, dict[str, list[float]]] = {k: {"positive": [], "negative": []} for k in LIKENESS_KS}
     for i in (int(i) for i in held_ids):
         if images.subjects[i] == "procedural":
@@ -426,14 +435,6 @@ def canonical_inputs(pixels: np.ndarray, size: int) -> np.ndarray:
 
     return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.Resampling.BICUBIC,
                                                            reducing_gap=None)) for p in pixels])
-
-
-def _duplicate_counts(images: DemoImages) -> np.ndarray:
-    """How many training files hold each unique image (the memorized photographs occur hundreds of times)."""
-    from inspector.demo import world
-
-    copies = {f"skimage.data.{m.skimage_name}": m.copies for m in world.MEMORIZED}
-    return np.asarray([copies.get(src, 1) for src in images.sources], dtype=np.int64)
 
 
 # --- the whole step -----------------------------------------------------------------------------------------------

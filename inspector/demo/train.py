@@ -112,6 +112,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.learning_rate * (cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * cosine)
 
 
+STATE_FILE = "train_state.pt"
+
+
+class TrainingPaused(Exception):
+    """A leg of training ended at its time limit after a checkpoint; ``--resume`` goes on from it."""
+
+    def __init__(self, step: int, steps: int, checkpoint: Path):
+        super().__init__(f"training paused at step {step} of {steps}: the checkpoint {checkpoint} holds it; run the "
+                         "same command with --resume to go on")
+        self.step = step
+        self.steps = steps
+        self.checkpoint = checkpoint
+
+
 def train(
     pipe: DemoPipeline,
     pixels: torch.Tensor,
@@ -119,8 +133,17 @@ def train(
     cfg: TrainConfig,
     work_dir: Path,
     log: Callable[[str], None] = print,
+    resume: bool = False,
+    leg_seconds: float | None = None,
 ) -> dict:
-    """Train ``pipe`` in place; the EMA weights end up in it. Returns the training record (loss curve, time)."""
+    """Train ``pipe`` in place; the EMA weights end up in it. Returns the training record (loss curve, time).
+
+    Every ``cfg.checkpoint_every`` steps the whole training state (weights, EMA, optimiser, random generator, loss
+    record) is written to ``work_dir / STATE_FILE``. With ``resume`` training goes on from that checkpoint and
+    ends with the same weights as an uninterrupted run (same machine, library versions and thread count).
+    With ``leg_seconds`` training stops at the first checkpoint after that many seconds of this leg and raises
+    :class:`TrainingPaused`.
+    """
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -141,11 +164,20 @@ def train(
     for m in modules:
         m.train()
 
-    record: dict = {"loss": [], "config": asdict(cfg)}
-    start = time.monotonic()
+    record: dict = {"loss": [], "config": asdict(cfg), "legs": []}
+    first_step = 0
     running = 0.0
+    state_path = Path(work_dir) / STATE_FILE
+    if resume and state_path.is_file():
+        first_step, running, record = _load_state(state_path, cfg, params, ema, opt, gen)
+        log(f"resuming from the checkpoint at step {first_step} of {cfg.steps}")
+    elif resume:
+        log(f"no checkpoint in {work_dir}: training from the start")
+    start = time.monotonic()
+    leg = {"from_step": first_step}
+    record["legs"].append(leg)
     n = pixels.shape[0]
-    for step in range(cfg.steps):
+    for step in range(first_step, cfg.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
@@ -172,14 +204,19 @@ def train(
         if (step + 1) % 50 == 0:
             record["loss"].append((step + 1, running / 50))
             running = 0.0
+        elapsed = time.monotonic() - start
         if (step + 1) % 250 == 0:
-            elapsed = time.monotonic() - start
-            eta = elapsed / (step + 1) * (cfg.steps - step - 1)
+            done = step + 1 - first_step
+            eta = elapsed / done * (cfg.steps - step - 1)
             log(f"step {step + 1}/{cfg.steps} loss {record['loss'][-1][1]:.4f} lr {lr_at(step, cfg):.2e} "
-                f"{elapsed / (step + 1):.3f} s/step, {elapsed / 60:.1f} min, eta {eta / 60:.1f} min")
+                f"{elapsed / done:.3f} s/step, {elapsed / 60:.1f} min this leg, eta {eta / 60:.1f} min")
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save_ema(pipe, params, ema, work_dir / "checkpoint", step + 1, record)
-    record["wall_seconds"] = time.monotonic() - start
+            leg.update({"to_step": step + 1, "seconds": round(elapsed, 1)})
+            _save_state(state_path, step + 1, running, record, cfg, params, ema, opt, gen)
+            if leg_seconds is not None and elapsed >= leg_seconds:
+                raise TrainingPaused(step + 1, cfg.steps, state_path)
+    leg.update({"to_step": cfg.steps, "seconds": round(time.monotonic() - start, 1)})
+    record["wall_seconds"] = sum(lg.get("seconds", 0.0) for lg in record["legs"])
     record["steps_done"] = cfg.steps
     with torch.no_grad():
         for e, p in zip(ema, params, strict=True):
@@ -189,15 +226,31 @@ def train(
     return record
 
 
-def _save_ema(pipe: DemoPipeline, params, ema, folder: Path, step: int, record: dict) -> None:
-    """Save the EMA weights as a loadable pipeline, leaving the training weights untouched."""
-    backup = [p.detach().clone() for p in params]
+def _save_state(path: Path, step: int, running: float, record: dict, cfg: TrainConfig, params, ema, opt,
+                gen: torch.Generator) -> None:
+    """The whole training state, written atomically (a crash while saving keeps the previous checkpoint)."""
+    from inspector.fileio import write_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": step, "running": running, "record": json.dumps(record),
+        "config": json.dumps(asdict(cfg), sort_keys=True),
+        "params": [p.detach().clone() for p in params], "ema": ema, "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+    }
+    write_atomic(path, lambda stream: torch.save(state, stream))
+
+
+def _load_state(path: Path, cfg: TrainConfig, params, ema, opt, gen: torch.Generator) -> tuple[int, float, dict]:
+    state = torch.load(path, weights_only=False)
+    if state["config"] != json.dumps(asdict(cfg), sort_keys=True):
+        raise ValueError(f"the checkpoint {path} was written with other training settings: remove it (or its "
+                         "folder) to start again, or resume with the settings it was written with")
     with torch.no_grad():
-        for e, p in zip(ema, params, strict=True):
-            p.copy_(e)
-    folder.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(folder, safe_serialization=True)
-    (folder / "training_state.json").write_text(json.dumps({"step": step, "loss": record["loss"]}))
-    with torch.no_grad():
-        for b, p in zip(backup, params, strict=True):
-            p.copy_(b)
+        for p, saved in zip(params, state["params"], strict=True):
+            p.copy_(saved)
+        for e, saved in zip(ema, state["ema"], strict=True):
+            e.copy_(saved)
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    return int(state["step"]), float(state["running"]), json.loads(state["record"])

@@ -248,15 +248,16 @@ class ReviewQueue:
         event) and show that finding again. Returns its id, or None when there is nothing to undo."""
         if not self._done:
             return None
-        done = self._done.pop()
+        done = self._done[-1]  # taken off only once written: a busy casebook's retry undoes the same change
         if done.action == "label":
             event = self.book.undo_last_label(done.finding_id, reviewer=self.reviewer,
                                               note="undone in the review queue")
-            if self.adjudicate:
-                self._revision = -1
-                self.refresh()
         else:
             event = self.book.set_notes(done.finding_id, done.previous_notes, reviewer=self.reviewer)
+        self._done.pop()
+        if done.action == "label" and self.adjudicate:
+            self._revision = -1
+            self.refresh()
         self._summaries[done.finding_id] = self.book.summary(done.finding_id)
         self._wrote(event.id)
         if done.finding_id in self.ids:

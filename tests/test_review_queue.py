@@ -118,3 +118,22 @@ def test_a_candidate_written_just_before_the_annotators_label_is_still_picked_up
     assert q.refresh() == 1 and book.summary(q.ids[-1]).seed == 9
     q.set_notes("checked")
     assert q.refresh() == 0, "the queue's own writes need no re-read"
+
+
+def test_an_undo_the_busy_casebook_refused_undoes_the_same_change_when_tried_again(book):
+    from inspector.casebook import CasebookBusyError
+
+    q = ReviewQueue(book, "ana")
+    first, second = q.current.id, q.ids[1]
+    q.label("memorized")
+    q.label("novel")
+    real = book.undo_last_label
+
+    def busy(*args, **kwargs):
+        raise CasebookBusyError("another program is writing the casebook", waited=0)
+
+    book.undo_last_label = busy
+    with pytest.raises(CasebookBusyError):
+        q.undo()
+    book.undo_last_label = real
+    assert q.undo() == second and book.get(second).label == "unlabeled" and book.get(first).label == "memorized"

@@ -11,6 +11,7 @@ one progress bar and a Cancel that answers between images.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -20,12 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from inspector.metrics import EXTRACTION_THRESHOLD
 from inspector.progress import Progress
 from inspector.session import Inspected, InspectRequest, PromptSummary, inspect_prompt
+from inspector.timestamps import utc_now
 
 #: The prompts people would try, before the artist's own lines.
 PROMPT_PATTERNS = ("{title}", "{title} by {name}", "in the style of {name}")
+#: Longest side, in pixels, of the pictures a result keeps of each work and its closest generation.
+THUMBNAIL_SIDE = 256
+CANCELLED_WORDS = "the check was cancelled before every prompt ran: what is above covers only what ran"
 
 
 def title_from(source: str, caption: str = "", caption_source: str | None = None) -> str:
@@ -57,6 +65,26 @@ def build_prompts(titles: Sequence[str], name: str, own: Sequence[str] = (),
     return [p for p in out if p and not (p in seen or seen.add(p))]
 
 
+def pattern_problem(patterns: Sequence[str]) -> str:
+    """What is wrong with the prompt patterns in words ("" when nothing is): each must name ``{title}`` or
+    ``{name}`` and nothing else in braces."""
+    import string
+
+    for pattern in patterns:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+        except ValueError:
+            return f"the pattern '{pattern}' has a brace without its partner: write {{title}} or {{name}}"
+        other = [f for f in fields if f not in ("title", "name")]
+        if other:
+            return (f"the pattern '{pattern}' has {{{other[0]}}}, which nothing fills in: use {{title}} for each"
+                    " work's title and {name} for your name")
+        if not fields:
+            return (f"the pattern '{pattern}' names neither {{title}} nor {{name}}: put it under your own prompts"
+                    " instead")
+    return ""
+
+
 @dataclass
 class WorkResult:
     """What the check found for one work: the closest generation, its prompt and the seeds that made a near copy."""
@@ -66,6 +94,11 @@ class WorkResult:
     best_tiled_l2: float | None = None
     best_prompt: str = ""
     near_copy_seeds: dict[str, list[int]] = field(default_factory=dict)  # prompt -> seeds
+    best_seed: int | None = None
+    #: Pictures to show beside the words: the work as the index keeps it (its thumbnail) and the closest
+    #: generation, both PNG without any metadata (a generation's own PNG names the model's folder).
+    work_png: bytes | None = field(default=None, repr=False)
+    generation_png: bytes | None = field(default=None, repr=False)
 
     @property
     def reproduced(self) -> bool:
@@ -110,29 +143,41 @@ class CheckResult:
     unknown_words: list[str] = field(default_factory=list)
     name_unknown: bool = False
     cancelled: bool = False
+    model: str = ""  # the model's name in words ("the demo model", a folder's name), never its path
+    images_per_prompt: int = 0
+    checked_at: str = ""
 
     @property
     def reproduced(self) -> list[WorkResult]:
         return [w for w in self.works if w.reproduced]
 
-    def summary(self) -> str:
-        """One paragraph in plain words."""
-        lines = []
-        if self.name_unknown:
-            lines.append(f"the model cannot represent the name '{self.name}' at all: its tokenizer knows none of its"
-                         " words, so prompts with the name test nothing about it")
+    def name_warning(self) -> str:
+        """The warning when the model cannot read the name at all, else ""."""
+        if not self.name_unknown:
+            return ""
+        return (f"the model cannot represent the name '{self.name}' at all: its tokenizer knows none of its"
+                " words, so prompts with the name test nothing about it")
+
+    def headline(self) -> str:
+        """How many works came out as a near copy, of how many generations and prompts, and the unknown words."""
         found = self.reproduced
         if found:
-            lines += [w.in_words() for w in found]
-            lines.append(f"{len(found)} of your {len(self.works)} works came out as a near copy in"
-                         f" {self.generations} generations of {len(self.prompts)} prompts")
+            line = (f"{len(found)} of your {len(self.works)} works came out as a near copy in"
+                    f" {self.generations} generations of {len(self.prompts)} prompts")
         else:
-            lines.append(f"none of your {len(self.works)} works came out as a near copy in {self.generations}"
-                         f" generations of {len(self.prompts)} prompts")
+            line = (f"none of your {len(self.works)} works came out as a near copy in {self.generations}"
+                    f" generations of {len(self.prompts)} prompts")
         if self.unknown_words:
-            lines[-1] += f"; the model did not know the words: {', '.join(self.unknown_words)}"
+            line += f"; the model did not know the words: {', '.join(self.unknown_words)}"
+        return line
+
+    def summary(self) -> str:
+        """One paragraph in plain words."""
+        lines = [self.name_warning()] if self.name_unknown else []
+        lines += [w.in_words() for w in self.reproduced]
+        lines.append(self.headline())
         if self.cancelled:
-            lines.append("the check was cancelled before every prompt ran: what is above covers only what ran")
+            lines.append(CANCELLED_WORDS)
         return "\n".join(lines)
 
 
@@ -142,17 +187,22 @@ def build_reference(folder: str | os.PathLike, out: str | os.PathLike, *, cancel
     ``newly_skipped`` names the files that could not be read). Cancelled: the half-built folder is removed."""
     from inspector.training_index.ingest import IndexBuilder
 
+    out = Path(out)
+    fresh = not out.exists() or not any(out.iterdir())  # never remove an index that was there before
     builder = IndexBuilder(folder, out, role="reference", workers=1)
     events = builder.run()
+    finished = False
     try:
         for event in events:
             yield event
             if cancel is not None and cancel.is_set():
-                events.close()
-                shutil.rmtree(out, ignore_errors=True)
                 return
+        finished = True
     finally:
+        # Cancelled, closed by the caller (a window's worker on Cancel) or failed: nothing half-built stays.
         events.close()
+        if not finished and fresh:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def works_in(index_dir: str | os.PathLike) -> list[tuple[str, str]]:
@@ -169,6 +219,37 @@ def works_in(index_dir: str | os.PathLike) -> list[tuple[str, str]]:
     finally:
         conn.close()
     return [(source, title_from(source, caption or "", how)) for source, caption, how in rows]
+
+
+def work_thumbnails(index_dir: str | os.PathLike) -> dict[str, bytes]:
+    """source -> the PNG bytes of each work's display thumbnail in a reference index (longest side 128 px)."""
+    import sqlite3
+
+    from inspector.fileio import sqlite_uri
+
+    folder = Path(index_dir)
+    conn = sqlite3.connect(sqlite_uri(folder / "index.db", mode="ro"), uri=True)
+    try:
+        rows = conn.execute("SELECT source, thumbnail FROM items ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    out = {}
+    for source, rel in rows:
+        try:
+            with Image.open(folder / rel) as im:
+                out[source] = _png(np.asarray(im.convert("RGB")))
+        except OSError:
+            continue  # a thumbnail removed from the folder: the work is shown without a picture
+    return out
+
+
+def model_words(model: str) -> str:
+    """The model in words for a page that may leave the machine: "the demo model" or the folder's name only."""
+    from inspector.resources import DEMO
+
+    if model == DEMO:
+        return "the demo model"
+    return PurePath(model).name or str(model)
 
 
 def check_work(model: str, index_dir: str | os.PathLike, name: str, *, titles: dict[str, str] | None = None,
@@ -188,8 +269,12 @@ def check_work(model: str, index_dir: str | os.PathLike, name: str, *, titles: d
     if titles:
         sources.update({s: t for s, t in titles.items() if s in sources})
     works = {s: WorkResult(PurePath(s).name, t) for s, t in sources.items()}
+    for source, png in work_thumbnails(index_dir).items():
+        if source in works:
+            works[source].work_png = png
     prompts = build_prompts(list(dict.fromkeys(sources.values())), name, own_prompts, patterns)
-    result = CheckResult(name, list(works.values()), prompts)
+    result = CheckResult(name, list(works.values()), prompts, model=model_words(model), images_per_prompt=n,
+                         checked_at=utc_now())
     unknown: list[str] = []
     for prompt in prompts:
         check = check_model_prompt(model, prompt)
@@ -225,18 +310,38 @@ def _take(works: dict[str, WorkResult], prompt: str, item: Inspected) -> None:
         if work is None or nb.tiled_l2 is None:
             continue
         if work.best_tiled_l2 is None or nb.tiled_l2 < work.best_tiled_l2:
-            work.best_tiled_l2, work.best_prompt = float(nb.tiled_l2), prompt
+            work.best_tiled_l2, work.best_prompt, work.best_seed = float(nb.tiled_l2), prompt, item.seed
+            work.generation_png = _png(item.image)
         if nb.tiled_l2 <= EXTRACTION_THRESHOLD:
             work.near_copy_seeds.setdefault(prompt, []).append(item.seed)
 
 
+def _png(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
+    """``image`` (H x W x 3 uint8) as a PNG of at most ``side`` px a side, with no text chunks."""
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if max(im.size) > side:
+        im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    im.save(out, format="PNG")
+    return out.getvalue()
+
+
 def as_page(result: CheckResult) -> dict[str, Any]:
-    """The result as plain data for a one-page export: file names and words only, never a local path."""
-    return {"name": result.name, "summary": result.summary(), "prompts": list(result.prompts),
-            "generations": result.generations,
+    """The result as plain data for a one-page export: file names, words and pictures (PNG bytes without
+    metadata), never a local path. Works reproduced first, then the others from the closest."""
+    order = sorted(result.works, key=lambda w: (not w.reproduced, w.best_tiled_l2 is None, w.best_tiled_l2 or 0))
+    return {"name": result.name, "summary": result.summary(), "headline": result.headline(),
+            "name_warning": result.name_warning(), "prompts": list(result.prompts),
+            "generations": result.generations, "model": result.model,
+            "images_per_prompt": result.images_per_prompt, "checked_at": result.checked_at,
+            "name_unknown": result.name_unknown, "unknown_words": list(result.unknown_words),
+            "cancelled": result.cancelled, "cancelled_words": CANCELLED_WORDS if result.cancelled else "",
+            "threshold": EXTRACTION_THRESHOLD,
             "works": [{"file_name": w.file_name, "title": w.title, "words": w.in_words(),
-                       "reproduced": w.reproduced, "best_tiled_l2": w.best_tiled_l2} for w in result.works]}
+                       "reproduced": w.reproduced, "best_tiled_l2": w.best_tiled_l2, "best_prompt": w.best_prompt,
+                       "best_seed": w.best_seed, "work_png": w.work_png, "generation_png": w.generation_png}
+                      for w in order]}
 
 
 __all__ = ["PROMPT_PATTERNS", "CheckResult", "WorkResult", "as_page", "build_prompts", "build_reference",
-           "check_work", "seed_ranges", "title_from", "works_in"]
+           "check_work", "model_words", "pattern_problem", "seed_ranges", "title_from", "work_thumbnails", "works_in"]

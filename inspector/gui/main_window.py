@@ -206,6 +206,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.inspect_tab, "Inspect")
         self.tabs.addTab(self.casebook_tab, "Casebook")
+        from inspector.gui.artist_page import ArtistPage
+
+        self.artist_page = ArtistPage(self.hub, lambda: self.model_source, self.dialog_folder)
+        self.tabs.addTab(self.artist_page, "Check my work")
         self.banner = ErrorBanner()
         central = QWidget()
         cl = QVBoxLayout(central)
@@ -353,6 +357,10 @@ class MainWindow(QMainWindow):
         run = bar.addMenu("&Run")
         action(run, "generate", "Generate", self.start_generation, ["Ctrl+Return", "Ctrl+Enter"])
         action(run, "cancel", "Cancel", self.cancel_generation, ["Escape"])
+        self.actions["cancel"].triggered.connect(  # Esc on the Check my work page stops its build or check
+            lambda _=False: self.artist_page.isVisible() and self.artist_page.cancel())
+        action(run, "artist_check", "Check my work (artists)…", lambda: self.tabs.setCurrentWidget(self.artist_page),
+               ["Ctrl+Shift+A"], "Check whether the model reproduces your own works: a guided page")
 
         view = bar.addMenu("&View")
         action(view, "heatmap", "Next heatmap", self.cycle_heatmap, ["H"],

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "inspector.commands.casebook",
     "inspector.commands.report",
     "inspector.commands.demo",
+    "inspector.commands.evaluate",
 )
 
 

@@ -66,6 +66,8 @@ OTHER_KEYS = (
     ("Enter in Notes or Reviewer", "Save, and give the keyboard back to the generations or findings"),
     ("Escape in Notes", "Keep the saved notes, and give the keyboard back"),
     ("Double-click a finding", "Open it: its comparison, heatmaps and history, the keyboard on the labels"),
+    ("In the Review tab", "1 / 2 / 3 label and show the next, S skip, Backspace back, N notes, Ctrl+Z undo, "
+                          "F5 read the casebook again, Shift / Ctrl + arrows select several"),
 )
 
 
@@ -211,6 +213,10 @@ class MainWindow(QMainWindow):
         self.artist_page = ArtistPage(self.hub, lambda: self.model_source, self.dialog_folder)
         self.tabs.addTab(self.artist_page, "Check my work")
         self.banner = ErrorBanner()
+        from inspector.gui.review_tab import ReviewTab
+
+        self.review_tab = ReviewTab(self.model, self.ensure_reviewer)  # the annotator's queue
+        self.tabs.insertTab(2, self.review_tab, "Review")
         central = QWidget()
         cl = QVBoxLayout(central)
         cl.setContentsMargins(6, 4, 6, 2)
@@ -390,6 +396,14 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         action(view, "tab_inspect", "Inspect tab", lambda: self.tabs.setCurrentIndex(0), ["Ctrl+1"])
         action(view, "tab_casebook", "Casebook tab", lambda: self.tabs.setCurrentIndex(1), ["Ctrl+2"])
+        action(view, "tab_review", "Review tab (the annotator's queue)",
+               lambda: self.tabs.setCurrentWidget(self.review_tab), ["Ctrl+3"])
+        walk = action(view, "walk_disagreements", "Walk disagreements (after a casebook merge)",
+                      lambda: (self.tabs.setCurrentWidget(self.review_tab), self.review_tab.walk_disagreements(
+                          self.actions["walk_disagreements"].isChecked())),
+                      tip="The Review tab walks the findings reviewers labeled differently; 1 / 2 / 3 decide")
+        walk.setCheckable(True)
+        self.review_tab.mode_changed.connect(walk.setChecked)
         action(view, "refresh", "Read the casebook again", lambda: self.model.refresh_casebook(), ["F5"])
 
         help_menu = bar.addMenu("&Help")
@@ -1118,6 +1132,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self._poll.stop()
+        self.review_tab.shutdown()  # a label being written is written
         self.save_state()
         self.hub.shutdown()
         super().closeEvent(event)

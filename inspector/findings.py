@@ -200,6 +200,21 @@ class FindingSummary:
     thumbnail_png: bytes | None = field(default=None, repr=False)
     run_id: int | None = None  # the run that first recorded it
     generation_key: str | None = None  # see inspector.casebook.keys
+    #: "generation" (the model made it) or "query" (an image a person asked about: inspector.image_query); read
+    #: from the provenance record's schema (inspector.provenance.finding_kind), not a column of its own.
+    kind: str = "generation"
+    #: A query image's file name ("pasted image" for a pasted one); None for a generation.
+    file_name: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What the finding is about, for a list: its prompt, or "query image NAME" for a query image."""
+        return f"query image {self.file_name or ''}".rstrip() if self.kind == "query" else self.prompt
+
+    @property
+    def seed_text(self) -> str:
+        """Its seed as a list shows it; "query" for a query image, which has none."""
+        return "query" if self.kind == "query" else str(self.seed)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data without the thumbnail bytes, ready for JSON."""

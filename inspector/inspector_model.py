@@ -44,6 +44,7 @@ from inspector.findings import (
     LabelEvent,
 )
 from inspector.metrics import EXTRACTION_THRESHOLD
+from inspector.provenance import QUERY_KIND, finding_kind
 from inspector.resources import DEMO
 from inspector.session import Inspected, InspectRequest, PromptSummary, finding_from
 
@@ -111,6 +112,7 @@ class ModelEvents:
         self.row_changed = Event("row_changed")  # (finding id): one casebook row's label, notes or reviewer
         self.history_changed = Event("history_changed")  # (finding id, [LabelEvent])
         self.casebook_message = Event("casebook_message")  # (text): how a reproduction or an export went
+        self.query_recorded = Event("query_recorded")  # (item, finding id): a searched image is in the casebook
         self.message = Event("message")  # (text): a status line
         self.error = Event("error")  # (text): a problem the person should see
 
@@ -148,9 +150,12 @@ def error_text(exc: BaseException) -> str:
 
 
 def item_words(item: Inspected) -> str:
-    """A generation or finding named so the person finds it: 'seed 3 of “cat” (finding #12)'."""
+    """A generation or finding named so the person finds it: 'seed 3 of “cat” (finding #12)', or for an image a
+    person asked about 'query image coffee.jpg (finding #13)'."""
     prompt = (item.provenance or {}).get("prompt", "")
     name = f"seed {item.seed}" + (f" of “{prompt}”" if prompt else "")
+    if finding_kind(item.provenance) == QUERY_KIND:
+        name = f"query image {item.provenance.get('file_name', '')}".rstrip()
     return name + (f" (finding #{item.finding_id})" if item.finding_id is not None else "")
 
 
@@ -210,6 +215,8 @@ class RunView:
     cancelled: bool = False
     error: str = ""
     undo: list[UndoEntry] = field(default_factory=list)  # this run's labels, newest last
+    #: "generation" (the model's images) or "query" (images a person asked about: :meth:`InspectorModel.search_images`)
+    kind: str = "generation"
 
 
 @dataclass
@@ -310,6 +317,7 @@ class InspectorModel:
         self._casebook_request = 0
         self._casebook_busy = False
         self._open_request = 0
+        self._searching = False  # an image search (search_images) is under way
 
     # --- sources --------------------------------------------------------------------------------------------------
 
@@ -368,7 +376,7 @@ class InspectorModel:
     def start_run(self, request: InspectRequest) -> RunView | None:
         """Begin a run of ``request`` with the sources picked now; None (and an error event) when one is still
         running or the request is refused. The previous run's generations, selection and undo history go."""
-        if self.run is not None and self.run.running:
+        if (self.run is not None and self.run.running) or self._searching:
             self.events.message.emit("A run is still going: wait for it, or press Esc to cancel it.")
             return None
         try:
@@ -377,10 +385,14 @@ class InspectorModel:
             self.events.error.emit(error_text(exc))
             return None
         self.remember_sources()
+        return self._show_run(request)
+
+    def _show_run(self, request: InspectRequest, kind: str = "generation", index_source: str | None = None) -> RunView:
+        """A new run on the Inspect view: the previous run's generations, selection and undo history go."""
         self._runs += 1
         self.run = RunView(number=self._runs, request=request, model_source=self.model_source,
-                           index_source=self.index_source, casebook_path=self.casebook_path,
-                           reviewer=self.reviewer)
+                           index_source=index_source or self.index_source, casebook_path=self.casebook_path,
+                           reviewer=self.reviewer, kind=kind)
         self.selected = None
         self._user_selected = False
         self._view_requests[INSPECT] += 1
@@ -570,7 +582,8 @@ class InspectorModel:
         if item is None:
             return LabelBarState(False, UNLABELED, "", "", bool(stack), undo_text, None)
         saving = " (saving…)" if self.is_pending(item) else ""
-        text = f"seed {item.seed}: {label_words(item.label)}{saving}"
+        who = f"seed {item.seed}" if finding_kind(item.provenance) != QUERY_KIND else item.provenance.get("file_name", "")
+        text = f"{who}: {label_words(item.label)}{saving}"
         agree = AGREE_LABEL.get(item.suggestion.verdict)
         return LabelBarState(True, item.label, text, item.notes, bool(stack), undo_text, agree)
 
@@ -599,7 +612,11 @@ class InspectorModel:
 
             with Casebook.open(path) as book:
                 fid = item.finding_id
-                if fid is None:  # a generation the run could not record: on the record now
+                if fid is None and finding_kind(item.provenance) == QUERY_KIND:  # a searched image: recorded now
+                    from inspector.image_query import record_query
+
+                    fid = record_query(book, item)[0]
+                elif fid is None:  # a generation the run could not record: on the record now
                     fid = book.record(finding_from(item, summary), run_id=run_id)
                 return fid, book.label(fid, label, reviewer=reviewer, note=notes)
 
@@ -961,6 +978,125 @@ class InspectorModel:
             self.set_casebook_path(str(path))
         self.events.message.emit(f"Using {path} as the {kind}")
         return kind
+
+    def open_dropped(self, paths: Sequence[str | os.PathLike]) -> str | None:
+        """A drop (or paste) of files: one model folder, index folder or casebook is used as what it is
+        (:meth:`open_path`); image files are searched in the index (:meth:`search_images`). Returns the kind
+        ("model", "index", "casebook", "query") or None, with an error event saying why, when nothing fits."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return None
+        if len(paths) == 1:
+            try:
+                kind = classify_path(paths[0])
+            except UserError as exc:
+                if not Path(paths[0]).is_file():
+                    self.events.error.emit(str(exc))
+                    return None
+            else:
+                return self.open_path(paths[0]) if kind else None  # a model, an index or a casebook
+        folders = [p for p in paths if Path(p).is_dir()]
+        if folders:
+            self.events.error.emit(f"{folders[0]} is a folder: drop image files to search the index for them, or "
+                                   "one model folder, index folder or casebook to use it")
+            return None
+        from inspector.image_query import not_an_image
+
+        why = {p: not_an_image(p) for p in paths}  # a look at each header: what is no image is said at once
+        images = [p for p in paths if why[p] is None]
+        problems = [f"{Path(p).name} was not searched: {why[p]}" for p in paths if why[p] is not None]
+        if problems:
+            also = "; it is not a casebook or a model either" if len(paths) == 1 else ""
+            what = "" if images else ": drop image files, a model or index folder, or a casebook"
+            self.events.error.emit("; ".join(problems) + also + what + " (nothing was recorded)")
+        return "query" if images and self.search_images(images) else None
+
+    # --- is this image in the index? ------------------------------------------------------------------------------
+
+    def search_images(self, sources: Sequence[Any]) -> bool:
+        """Search the index picked now for each image (file paths, or :class:`inspector.image_query.PastedImage`)
+        and show them on the Inspect view as a run of kind "query", exactly as generations are shown: each with
+        its four nearest, distances, suggestion and heatmaps, in the grid's order. Nothing is recorded
+        (:meth:`record_query` does, and a label does). An image that cannot be searched is one error line and
+        nothing else; the run on screen stays when none can. False when refused (a run is still going)."""
+        from inspector.image_query import source_name
+
+        sources = list(sources)
+        if not sources:
+            return False
+        if (self.run is not None and self.run.running) or self._searching:
+            self.events.message.emit("A run is still going: wait for it (or press Esc), then drop the image again.")
+            return False
+        self._searching = True
+        index_source = self.index_source
+        names = [source_name(s) for s in sources]
+        self.events.message.emit(f"Searching the index for {names[0]}" + (f" and {len(names) - 1} more"
+                                                                          if len(names) > 1 else "") + "…")
+
+        def work() -> Any:
+            from inspector.image_query import search_images
+            from inspector.session import INDEXES
+
+            return search_images(INDEXES.get(index_source), index_source, sources)
+
+        def done(outcome: Any) -> None:
+            self._searching = False
+            if outcome.problems:
+                hint = "" if outcome.items or not outcome.not_images else (
+                    ": drop or paste an image file (PNG, JPEG, WebP, ...), a model or index folder, or a casebook")
+                self.events.error.emit("; ".join(outcome.problems) + hint + " (nothing was recorded)")
+            if not outcome.items:
+                return
+            run = self._show_run(InspectRequest(prompt="", n=len(outcome.items)), kind="query",
+                                 index_source=index_source)
+            for item in outcome.items:
+                self.add_result(run.number, item)
+            self.finish_run(run.number)
+            from inspector.image_query import query_words
+
+            best = self.ordered_items()[0]
+            self.events.message.emit(f"{query_words(best)}: {best.suggestion.verdict} — {best.suggestion.reason}. "
+                                     "Ctrl+R records it in the casebook.")
+
+        def failed(exc: BaseException) -> None:
+            self._searching = False
+            self.events.error.emit(f"The image was not searched: {error_text(exc)} (nothing was recorded)")
+
+        self.executor(work, done, failed)
+        return True
+
+    def record_query(self) -> bool:
+        """Record the selected searched image in the casebook as an unlabeled finding of kind "query" (its file
+        name, the sha256 of its bytes, its size, the index searched); the same image searched in the same index is
+        the finding already there. False (and a message) when no searched image is selected."""
+        from inspector.image_query import is_query, query_words, record_query
+
+        item = self.selected
+        if item is None or not is_query(item):
+            self.events.message.emit("Select a searched image first: drop or paste an image onto the window.")
+            return False
+        path, notes = self.run.casebook_path, item.notes
+
+        def work() -> tuple[int, bool]:
+            from inspector.casebook import Casebook
+
+            with Casebook.open(path) as book:
+                return record_query(book, item, notes=notes)
+
+        def done(result: tuple[int, bool]) -> None:
+            fid, already = result
+            item.finding_id = fid
+            self.events.item_changed.emit(item)
+            self.events.label_state.emit(INSPECT)
+            self.events.message.emit(f"{query_words(item)} " + (f"is already finding #{fid}" if already else
+                                     f"recorded as finding #{fid} (kind query)") + f" in {Path(path).name}")
+            self.events.query_recorded.emit(item, fid)
+
+        def failed(exc: BaseException) -> None:
+            self.events.error.emit(f"The image was NOT recorded: {error_text(exc)}")
+
+        self.executor(work, done, failed, serial=True)
+        return True
 
 
 # --- Qt-free helpers the model's jobs run -----------------------------------------------------------------------------

@@ -101,6 +101,66 @@ def read_prompts(path: str | os.PathLike, column: str | None = None) -> list[str
 def load_prompt_file(path: str | os.PathLike, column: str | None = None) -> PromptFile:
     """Like :func:`read_prompts`, with the format and column that were used."""
     p = Path(path)
+    fmt, text = _format_of(path)
+    if fmt == PARQUET:
+        return _finish(p, PARQUET, *_parquet_values(p, column))
+    if column is not None and fmt == TEXT:
+        raise UserError(f"--column applies to CSV, TSV, JSON, JSON Lines and parquet files; {path} is plain "
+                        "text (one prompt a line): leave --column out")
+    if fmt == TEXT:
+        return _finish(p, TEXT, text.splitlines(), None)
+    if fmt in (CSV, TSV):
+        return _finish(p, fmt, *_table_values(p, text, "," if fmt == CSV else "\t", column))
+    if fmt == JSONL:
+        return _finish(p, JSONL, *_jsonl_values(p, text, column))
+    return _finish(p, JSON, *_json_values(p, text, column))
+
+
+def prompt_columns(path: str | os.PathLike) -> tuple[str, list[str], str | None]:
+    """What a person chooses from before a prompt file is read whole: its format, the columns (CSV, TSV, parquet
+    text columns) or keys (JSON and JSON Lines objects: of the first one) a prompt can be read from, and the one
+    read by default (the first of :data:`PROMPT_KEYS` present; None when there is none to choose, as for plain
+    text). Reads the header, the schema or the first record only, except for a JSON document (read whole).
+
+    Raises
+    ------
+    UserError
+        As :func:`load_prompt_file` does for a file whose format cannot be told.
+    """
+    p = Path(path)
+    fmt, text = _format_of(path)
+    names: list[str] = []
+    if fmt == PARQUET:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = pq.ParquetFile(p).schema_arrow
+        except (ImportError, OSError, ValueError) as exc:
+            raise UserError(f"{path} is not a readable parquet file: {exc}") from None
+        names = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    elif fmt in (CSV, TSV):
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        names = [cell.strip() for cell in next(csv.reader([first], delimiter="," if fmt == CSV else "\t"), [])]
+    elif fmt in (JSON, JSONL):
+        record: Any = None
+        if fmt == JSONL:
+            line = next((line for line in text.splitlines() if line.strip()), "")
+            record = _whole_json(line)
+        else:
+            document = _whole_json(text)
+            arrays = [document] if isinstance(document, list) else (
+                [v for v in document.values() if isinstance(v, list)] if isinstance(document, dict) else [])
+            record = next((r for a in arrays for r in a if isinstance(r, dict)), document
+                          if isinstance(document, dict) else None)
+        if isinstance(record, dict):
+            names = [str(k) for k, v in record.items() if isinstance(v, str)]
+    return fmt, names, next((k for k in PROMPT_KEYS if k in names), names[0] if names else None)
+
+
+def _format_of(path: str | os.PathLike) -> tuple[str, str]:
+    """The format of a prompt file (by extension, confirmed by content) and its text ("" for parquet)."""
+    p = Path(path)
     if not p.is_file():
         raise UserError(f"prompt file not found: {path}")
     try:
@@ -111,7 +171,7 @@ def load_prompt_file(path: str | os.PathLike, column: str | None = None) -> Prom
     ext = p.suffix.lower()
     claimed = _BY_EXTENSION.get(ext)
     if head.startswith(_PARQUET_MAGIC):
-        return _finish(p, PARQUET, *_parquet_values(p, column))
+        return PARQUET, ""
     if claimed == PARQUET:
         raise UserError(f"{path} is not a parquet file (it does not start with parquet's PAR1 marker): "
                         "check the file, or give it the extension of what it holds")
@@ -123,17 +183,7 @@ def load_prompt_file(path: str | os.PathLike, column: str | None = None) -> Prom
         raise UserError(f"{path} is not UTF-8 text: save it as UTF-8 ({_KNOWN})") from None
     if not text.strip():
         raise UserError(f"{path} has no prompts: the file is empty")
-    fmt = _confirm(p, claimed, text)
-    if column is not None and fmt == TEXT:
-        raise UserError(f"--column applies to CSV, TSV, JSON, JSON Lines and parquet files; {path} is plain "
-                        "text (one prompt a line): leave --column out")
-    if fmt == TEXT:
-        return _finish(p, TEXT, text.splitlines(), None)
-    if fmt in (CSV, TSV):
-        return _finish(p, fmt, *_table_values(p, text, "," if fmt == CSV else "\t", column))
-    if fmt == JSONL:
-        return _finish(p, JSONL, *_jsonl_values(p, text, column))
-    return _finish(p, JSON, *_json_values(p, text, column))
+    return _confirm(p, claimed, text), text
 
 
 # --------------------------------------------------------------------------------------- telling the format

@@ -54,6 +54,12 @@ PROVENANCE_KEY = "inspector"
 PARAMETERS_KEY = "parameters"
 #: Version of the JSON layout written under :data:`PROVENANCE_KEY`.
 SCHEMA = "inspector.provenance/1"
+#: The provenance of a finding of kind "query": an image a person brought (dropped, pasted, or named to
+#: ``index query``), not one the model made; no seed, no model, so never a generation key
+#: (``inspector.image_query.query_record`` writes it).
+QUERY_SCHEMA = "inspector.query/1"
+#: A finding's kinds: a generation the model made, or an image a person asked about.
+GENERATION_KIND, QUERY_KIND = "generation", "query"
 #: Application name for the user cache folder.
 APP_NAME = "memorization-inspector"
 #: File name of the weight-hash cache inside the cache folder.
@@ -61,6 +67,12 @@ HASH_CACHE_FILE = "weight-hashes.json"
 
 _CHUNK = 4 * 1024 * 1024
 _cache_lock = threading.Lock()
+
+
+def finding_kind(provenance: Mapping[str, Any] | None) -> str:
+    """:data:`QUERY_KIND` for a query image's record (:data:`QUERY_SCHEMA`), else :data:`GENERATION_KIND`."""
+    return QUERY_KIND if isinstance(provenance, Mapping) and provenance.get("schema") == QUERY_SCHEMA \
+        else GENERATION_KIND
 
 
 class ProvenanceError(UserError):

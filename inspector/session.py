@@ -121,7 +121,12 @@ class Inspected:
         return self.neighbours[0].comparison_size if self.neighbours else None
 
     def tooltip(self) -> str:
-        lines = [f"seed {self.seed}", f"suggested: {self.suggestion.verdict} — {self.suggestion.reason}"]
+        from inspector.provenance import QUERY_KIND, finding_kind
+
+        name = f"seed {self.seed}"
+        if finding_kind(self.provenance) == QUERY_KIND:  # an image a person asked about (inspector.image_query)
+            name = f"{self.provenance.get('file_name', '')}: an image you asked about"
+        lines = [name, f"suggested: {self.suggestion.verdict} — {self.suggestion.reason}"]
         if self.label != UNLABELED:
             lines.append(f"your label: {self.label}")
         return "\n".join(lines)

@@ -39,6 +39,7 @@ from inspector.casebook.verify import RUN_COLUMNS, VerifyReport, run_note, run_s
 from inspector.errors import BusyError, NotWritableError, busy_message, user_error
 from inspector.fileio import fsync_folder, publish, temporary_path
 from inspector.findings import SUGGESTIONS, UNLABELED, Finding, FindingSummary, LabelEvent, Neighbour, Run
+from inspector.provenance import GENERATION_KIND, QUERY_KIND, QUERY_SCHEMA
 from inspector.timestamps import utc_now
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,23 @@ _SUMMARY_COLUMNS = (
     "suggestion_reason", "nearest_tiled_l2", "nearest_l2", "model_id", "model_sha256", "image_sha256",
     "created_at", "updated_at", "run_id", "generation_key",
 )
+#: A finding is a query image when its provenance record says so (inspector.provenance.QUERY_SCHEMA): the cheap
+#: substring test first, so that listing thousands of generations parses none of their records.
+_QUERY_TEST = (f"instr(provenance, '\"{QUERY_SCHEMA}\"') > 0 AND json_valid(provenance)"
+               f" AND json_extract(provenance, '$.schema') = '{QUERY_SCHEMA}'")
+#: Summary fields computed from other columns, by name.
+_SUMMARY_EXPRESSIONS = {
+    "kind": f"CASE WHEN {_QUERY_TEST} THEN '{QUERY_KIND}' ELSE '{GENERATION_KIND}' END",
+    "file_name": f"CASE WHEN {_QUERY_TEST} THEN json_extract(provenance, '$.file_name') END",
+}
+_SUMMARY_COLUMNS = (*_SUMMARY_COLUMNS, *_SUMMARY_EXPRESSIONS)
+
+
+def _summary_sql(columns: Sequence[str]) -> str:
+    """The SELECT list of a summary: plain columns, and the computed fields as expressions named like them."""
+    return ", ".join(f"{_SUMMARY_EXPRESSIONS[c]} AS {c}" if c in _SUMMARY_EXPRESSIONS else c for c in columns)
+
+
 _NEIGHBOUR_COLUMNS = (
     "rank", "item_id", "source", "caption", "duplicate_count", "l2", "tiled_l2", "ssim", "calibrated_l2",
     "index_id", "thumbnail_path", "image_sha256", "licence", "semantic_similarity", "thumbnail_png",
@@ -819,7 +837,7 @@ class Casebook:
         where, params = self._where(label, reviewer, model, text, suggested, prompt, seed, image_sha256, run_id)
         columns = list(_SUMMARY_COLUMNS) + (["thumbnail_png"] if thumbnails else [])
         direction = "DESC" if descending else "ASC"
-        sql = f"SELECT {', '.join(columns)} FROM findings{where} ORDER BY {ORDERS[order]} {direction}, id {direction}"
+        sql = f"SELECT {_summary_sql(columns)} FROM findings{where} ORDER BY {ORDERS[order]} {direction}, id {direction}"
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else int(limit), int(offset)]
@@ -876,7 +894,7 @@ class Casebook:
             When the casebook has no finding with that id.
         """
         with self._read() as conn:
-            row = conn.execute(f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM findings WHERE id = ?",
+            row = conn.execute(f"SELECT {_summary_sql(_SUMMARY_COLUMNS)} FROM findings WHERE id = ?",
                                (int(finding_id),)).fetchone()
         if row is None:
             raise FindingNotFoundError(self._no_finding(finding_id))

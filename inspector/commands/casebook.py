@@ -190,8 +190,8 @@ def run_list(args: argparse.Namespace) -> int:
     per_label: dict[str, int] = {}
     for s in found:
         tiled = "" if s.nearest_tiled_l2 is None else f"{s.nearest_tiled_l2:.3f}"
-        print(f"{s.id:>6}  {s.label:<13}  {s.suggested_verdict or '':<10}  {tiled:>8}  {s.seed:>10}  "
-              f"{_printable(s.reviewer, 12):<12}  {_printable(s.prompt, 70)}")
+        print(f"{s.id:>6}  {s.label:<13}  {s.suggested_verdict or '':<10}  {tiled:>8}  {s.seed_text:>10}  "
+              f"{_printable(s.reviewer, 12):<12}  {_printable(s.subject, 70)}")
         per_label[s.label] = per_label.get(s.label, 0) + 1
     parts = ", ".join(f"{n} {label}" for label, n in sorted(per_label.items()))
     print(f"{len(found)} findings ({parts})")

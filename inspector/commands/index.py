@@ -8,7 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspector.commands import neighbour_count, print_json, whole_number
+from inspector.commands import (
+    add_timeout_option,
+    casebook_file,
+    neighbour_count,
+    nonempty,
+    print_json,
+    whole_number,
+)
 from inspector.commands.progress import TerminalProgress
 from inspector.errors import UserError, check_writable_folder
 from inspector.roles import describe_index, origin_words, role_words
@@ -77,13 +84,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     i.set_defaults(func=run_info)
 
-    q = isub.add_parser("query", help="the nearest indexed images of image files",
+    q = isub.add_parser("query", help="is this image in the index? the nearest indexed images of image files",
+                        usage="%(prog)s [DIR] IMAGE [IMAGE ...] [--index DIR] [--record CASEBOOK] [options]",
                         description="Find the k nearest indexed images (training or reference) of each IMAGE "
                                     "by tiled l2, with l2, SSIM and calibrated l2, each with its caption, source "
-                                    "file and url; compared at the smaller of the image's size and the index's "
-                                    "comparison size (never enlarged).")
-    q.add_argument("dir", type=Path, metavar="DIR")
-    q.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+                                    "file and url, and the suggested verdict; compared at the smaller of the "
+                                    "image's size and the index's comparison size (never enlarged). The index is "
+                                    "--index DIR, else the first argument. Each IMAGE is decoded as the index "
+                                    "decoded its own files, so an indexed file finds itself at distance 0.")
+    q.add_argument("paths", type=Path, nargs="+", metavar="IMAGE",
+                   help="the image files to search for (after the index folder DIR when --index is not given)")
+    q.add_argument("--index", metavar="DIR", default=None, type=nonempty("an index: demo or an index folder"),
+                   help="the index to search: an index folder, or demo (the demo model's training set)")
+    q.add_argument("--record", metavar="CASEBOOK", type=casebook_file, default=None,
+                   help="also record each image in this casebook as an unlabeled finding of kind \"query\" "
+                        "(file name, sha256 of its bytes, size, the index searched); the same image searched in "
+                        "the same index again is the finding already there")
+    add_timeout_option(q)
     q.add_argument("--k", type=neighbour_count, default=4, help="neighbours per image (default 4)")
     q.add_argument("--rank-by", choices=("tiled-l2", "l2", "semantic"), default="tiled-l2",
                    help="order by tiled l2 (default: the suggested verdict's metric), by l2 (Carlini et al.'s "
@@ -93,8 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "it are always compared exactly (Carlini et al.) and listed as caption matches")
     q.add_argument("--json", action="store_true",
                    help="print one JSON list on stdout: one object per IMAGE, in order, each with \"index\" "
-                        "(the index searched) and \"neighbours\" (with --prompt also \"matching_captions\" and "
-                        "\"caption_matched\": the exact distances to those captions' images)")
+                        "(the index searched), \"neighbours\", \"sha256\", \"width\", \"height\", "
+                        "\"suggested_verdict\" and \"suggestion_reason\" (with --record also \"finding_id\"; with "
+                        "--prompt also \"matching_captions\" and \"caption_matched\": the exact distances to "
+                        "those captions' images)")
     q.set_defaults(func=run_query)
 
 
@@ -223,37 +242,89 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def run_query(args: argparse.Namespace) -> int:
-    from inspector import metrics
+def _query_target(args: argparse.Namespace) -> tuple[str, list[Path]]:
+    """The index searched and the images: ``--index DIR IMAGE...`` or ``DIR IMAGE...``."""
+    paths = list(args.paths)
+    if args.index is not None:
+        return args.index, paths
+    if len(paths) < 2:
+        raise UserError("give the index and the images to search for: inspector index query IMAGE... --index DIR "
+                        "(or DIR IMAGE...)")
+    return str(paths[0]), paths[1:]
+
+
+def _open_query_index(source: str, semantic: bool | None) -> Any:
+    """The index to search: a folder, or the demo's (built on first use, its progress on stderr)."""
+    from inspector.resources import DEMO
     from inspector.training_index import TrainingIndex
 
-    for image in args.images:
+    if source == DEMO and not Path(source).exists():
+        from inspector.session import open_index
+
+        shown = TerminalProgress()
+        try:
+            return open_index(DEMO, progress=shown)
+        finally:
+            shown.close()
+    return TrainingIndex.open(source, semantic=semantic)
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from inspector import metrics
+    from inspector.image_query import inspect_queries, load_query, record_query
+
+    source, images = _query_target(args)
+    for image in images:
         if not image.is_file():
-            raise UserError(f"{image}: no such image file")
-    with TrainingIndex.open(args.dir, semantic=True if args.rank_by == "semantic" else None) as index:
-        results = index.query(list(args.images), k=args.k, rank_by=args.rank_by, prompts=args.prompt)
+            raise UserError(f"{image}: no such image file" if not image.is_dir() else
+                            f"{image} is a folder, not an image file")
+    if args.record is not None:
+        from inspector.casebook import Casebook
+
+        with Casebook.open(args.record) as book:  # one that cannot be written is named before any search
+            book.check_writable()
+    with _open_query_index(source, True if args.rank_by == "semantic" else None) as index:
+        queries = [load_query(index, image) for image in images]  # a bad image: one line, exit 2, nothing done
+        items = inspect_queries(index, source, queries, args.k, rank_by=args.rank_by, prompts=args.prompt)
         identity = index.identity()
         matched_ids, captions = index.caption_candidates(args.prompt) if args.prompt else ([], [])
-        matched = [index.compare(image, matched_ids) for image in args.images] if len(matched_ids) else \
-            [[] for _ in args.images]
+        matched = [index.compare(q.pixels, matched_ids) for q in queries] if len(matched_ids) else \
+            [[] for _ in images]
+    recorded: list[tuple[int, bool] | None] = [None] * len(items)
+    if args.record is not None:
+        from inspector.casebook import Casebook
+
+        with Casebook.open(args.record) as book:
+            recorded = [record_query(book, item) for item in items]
 
     def plain(n: Any) -> dict[str, Any]:
         return {k: v for k, v in n.as_dict().items() if k not in ("thumbnail_png", "pixels_png")}
 
     if args.json:
-        print_json([{"image": str(image), "index": identity,
-                     "comparison_size": neighbours[0].comparison_size if neighbours else None,
-                     "neighbours": [plain(n) for n in neighbours],
-                     **({"matching_captions": captions, "caption_matched": [plain(n) for n in caption_matched]}
-                        if args.prompt is not None else {})}
-                    for image, neighbours, caption_matched in zip(args.images, results, matched, strict=True)])
+        rows = []
+        for image, item, caption_matched, done in zip(images, items, matched, recorded, strict=True):
+            neighbours, prov = item.neighbours, item.provenance
+            rows.append({"image": str(image), "index": identity,
+                         "comparison_size": neighbours[0].comparison_size if neighbours else None,
+                         "neighbours": [plain(n) for n in neighbours],
+                         "sha256": prov["file_sha256"], "width": prov["width"], "height": prov["height"],
+                         "format": prov["format"], "suggested_verdict": item.suggestion.verdict,
+                         "suggestion_reason": item.suggestion.reason,
+                         **({"finding_id": done[0], "already_recorded": done[1]} if done is not None else {}),
+                         **({"matching_captions": captions,
+                             "caption_matched": [plain(n) for n in caption_matched]}
+                            if args.prompt is not None else {})})
+        print_json(rows)
         return 0
     words = role_words(identity["role"])
     print(f"searched {describe_index(identity)}")
     if args.prompt is not None:
         print(f"captions matching the prompt: {len(captions)} ({len(matched_ids)} {words.images}, each compared "
               "exactly)" if captions else "no caption matches the prompt")
-    for image, neighbours, caption_matched in zip(args.images, results, matched, strict=True):
+    for image, item, caption_matched, done in zip(images, items, matched, recorded, strict=True):
+        prov, neighbours = item.provenance, item.neighbours
+        print(f"{image}: {prov['width']} x {prov['height']} px, sha256 {prov['file_sha256'][:16]}…; suggested "
+              f"{item.suggestion.verdict}: {item.suggestion.reason}")
         for n in caption_matched:
             print(f"{image}: {words.image} captioned {n.caption!r}: {metrics.describe_tiled_l2(n.tiled_l2)}, "
                   f"l2 {n.l2:.4f} (file {n.source})")
@@ -267,4 +338,8 @@ def run_query(args: argparse.Namespace) -> int:
             print(f"     {n.caption!r}" + (f" (caption from {n.caption_source})" if n.caption_source == "the file name"
                                             else ""))
             print(f"     file {n.source}" + (f"\n     {origin_words(n.url)}" if n.url else ""))
+        if done is not None:
+            fid, already = done
+            print(f"{image}: " + (f"already in {args.record} as finding #{fid} (kind query)" if already else
+                                  f"recorded in {args.record} as finding #{fid} (kind query, unlabeled)"))
     return 0

@@ -121,8 +121,8 @@ class FindingsModel(_RowsModel):
         return {
             "id": f.id,
             "picture": "",
-            "prompt": f.prompt,
-            "seed": f.seed,
+            "prompt": f.subject,  # a query image has no prompt: its file name
+            "seed": f.seed if f.kind != "query" else "—",
             "label": LABEL_WORDS.get(f.label, f.label),
             "suggested": f.suggested_verdict or "",
             "nearest tiled l2": "" if f.nearest_tiled_l2 is None else f"{f.nearest_tiled_l2:.3f}",

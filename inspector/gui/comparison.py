@@ -14,6 +14,7 @@ from inspector.gui.plain import PlainLabel, escape, plain_tooltip
 from inspector.gui.style import VERDICT_COLOURS, VERDICT_WORDS, role_tips
 from inspector.metrics import EXTRACTION_THRESHOLD as THRESHOLD
 from inspector.metrics import tiled_l2_words
+from inspector.provenance import QUERY_KIND, finding_kind
 from inspector.roles import describe_index, origin_words, role_of, role_words
 
 HEATMAP_MODES = ("none", "pixel", "tiles", "ssim")
@@ -197,23 +198,31 @@ class ComparisonPanel(QWidget):
     def show_generation(self, item, thumbnails: list[bytes | None] | None = None) -> None:
         self.set_note("")
         self.generation.setPixmap(scaled_pixmap(qimage_from_array(item.image), self.GEN_SIDE))
-        self.gen_title.setText(f"seed {item.seed}" + (f" · finding #{item.finding_id}" if item.finding_id else ""))
+        prov = item.provenance
+        query = finding_kind(prov) == QUERY_KIND  # an image a person asked about, not a generation
+        self.show_title(item)
         s = item.suggestion
         colour = VERDICT_COLOURS.get(s.verdict, VERDICT_COLOURS[None]).name()
         self.verdict.setText(
             f"<span style='background:{colour}; color:white; font-weight:bold'>&nbsp;suggested: "
             f"{escape(VERDICT_WORDS.get(s.verdict, s.verdict))}&nbsp;</span><br>{escape(s.reason)}"
             + ("<br><i>The suggestion is the app's; the label is yours.</i>"))
-        prov = item.provenance
+        if query:
+            self.details.setText(f"{prov.get('width', '?')}x{prov.get('height', '?')} px {prov.get('format', '')} · "
+                                 f"sha256 {str(prov.get('file_sha256', ''))[:12]}… · "
+                                 + ("pasted" if prov.get("origin") == "clipboard" else "dropped or opened file"))
+            self.details.setToolTip("An image you asked about, not a generation. Ctrl+R records it in the casebook "
+                                    "with its file name, the sha256 of its bytes, its size and the index searched.")
         model = prov.get("model") or {}
         source = model.get("source", "?") if isinstance(model, dict) else str(model)
         sha = (model.get("sha256") or "")[:12] if isinstance(model, dict) else ""
-        self.details.setText(
-            f"steps {prov.get('steps', '?')} · guidance {prov.get('guidance', '?')} · "
-            f"{prov.get('width', '?')}x{prov.get('height', '?')} px · model {source}"
-            + (f" (weights {sha}…)" if sha else ""))
-        self.details.setToolTip("Everything needed to make this image again is stored inside its PNG and in the "
-                                "casebook: prompt, seed, steps, guidance, scheduler, model weights hash, versions.")
+        if not query:
+            self.details.setText(
+                f"steps {prov.get('steps', '?')} · guidance {prov.get('guidance', '?')} · "
+                f"{prov.get('width', '?')}x{prov.get('height', '?')} px · model {source}"
+                + (f" (weights {sha}…)" if sha else ""))
+            self.details.setToolTip("Everything needed to make this image again is stored inside its PNG and in the "
+                                    "casebook: prompt, seed, steps, guidance, scheduler, model weights hash, versions.")
         index = getattr(item, "index", None)
         self.role = (index or {}).get("role") or role_of(item.neighbours)
         words = role_words(self.role)
@@ -226,6 +235,12 @@ class ComparisonPanel(QWidget):
                 card.show_neighbour(item.neighbours[k], thumbnails[k] if thumbnails else None)
             else:
                 card.clear()
+
+    def show_title(self, item) -> None:
+        """The title above the picture: 'seed 3 · finding #12', or a searched image's file name."""
+        prov = item.provenance
+        name = prov.get("file_name", "") if finding_kind(prov) == QUERY_KIND else f"seed {item.seed}"
+        self.gen_title.setText(name + (f" · finding #{item.finding_id}" if item.finding_id else ""))
 
     def set_views(self, views: list[dict] | None, note: str = "") -> None:
         """The neighbours' pictures and heatmaps (None: keep the thumbnails shown), with ``note`` saying why

@@ -13,6 +13,7 @@ from inspector.gui.images import qimage_from_array
 from inspector.gui.plain import plain_tooltip
 from inspector.gui.style import VERDICT_COLOURS, VERDICT_WORDS
 from inspector.inspector_model import grid_sort_key
+from inspector.provenance import QUERY_KIND, finding_kind
 
 ItemRole = Qt.ItemDataRole.UserRole + 1
 NearestRole = Qt.ItemDataRole.UserRole + 2
@@ -49,11 +50,11 @@ class GenerationModel(QAbstractListModel):
         if role == PendingRole:
             return self.is_pending(item)
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"seed {item.seed}"
+            return tile_name(item)
         if role == Qt.ItemDataRole.ToolTipRole:
             return plain_tooltip(item.tooltip())  # quotes the reason, which a casebook file may hold as anything
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return f"seed {item.seed}, {item.suggestion.verdict}, label {item.label}"
+            return f"{tile_name(item)}, {item.suggestion.verdict}, label {item.label}"
         return None
 
     def clear(self) -> None:
@@ -80,12 +81,19 @@ class GenerationModel(QAbstractListModel):
         return list(self._items)
 
 
+def tile_name(item: Any) -> str:
+    """A tile's name: its seed (how a generation is named and made again), or a searched image's file name."""
+    if finding_kind(getattr(item, "provenance", None)) == QUERY_KIND:
+        return str(item.provenance.get("file_name", ""))
+    return f"seed {item.seed}"
+
+
 def tile_caption(item: Any, pending: bool = False) -> str:
-    """The words under a tile: its seed always (how a generation is named and made again), then its label once
-    it has one, or that the label is being saved."""
+    """The words under a tile: its name always (:func:`tile_name`), then its label once it has one, or that the
+    label is being saved."""
     if item.label != UNLABELED:
-        return f"seed {item.seed} ✓ {LABEL_WORDS[item.label]}"
-    return f"seed {item.seed}" + (" · saving…" if pending else "")
+        return f"{tile_name(item)} ✓ {LABEL_WORDS[item.label]}"
+    return tile_name(item) + (" · saving…" if pending else "")
 
 
 class GenerationDelegate(QStyledItemDelegate):

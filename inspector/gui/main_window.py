@@ -171,6 +171,7 @@ class MainWindow(QMainWindow):
     label_written = Signal(object)  # the item whose label (or undo) reached the casebook
     error_shown = Signal(str)
     words_checked = Signal(object)  # notes (list of str) about the prompt's words are on screen
+    query_recorded = Signal(int)  # a searched image is in the casebook as this finding (kind query)
 
     def __init__(self, model_source: str | None = None, index_source: str | None = None,
                  casebook_path: str | None = None, settings: QSettings | None = None):
@@ -224,6 +225,12 @@ class MainWindow(QMainWindow):
         cl.addLayout(self.pickers)
         cl.addWidget(self.banner)
         cl.addWidget(self.tabs, 1)
+        from inspector.gui.prompt_list import PromptListBar
+
+        self.prompt_list_bar = PromptListBar(self.hub)  # a prompt list's one progress bar (File > Run a prompt list)
+        self.prompt_list_bar.result.connect(lambda _r: self.model.refresh_casebook())
+        self.prompt_list_bar.finished.connect(self._prompt_list_finished)
+        cl.addWidget(self.prompt_list_bar)
         self.setCentralWidget(central)
         self._build_menus()
         self.statusBar().showMessage("Ready. Ctrl+Enter generates; 1 / 2 / 3 label; Enter agrees with the "
@@ -346,6 +353,17 @@ class MainWindow(QMainWindow):
         action(file, "open_casebook", "Open casebook…", self._pick_casebook, ["Ctrl+O"])
         self.recent_menu = file.addMenu("Open recent")
         file.addSeparator()
+        action(file, "search_image", "Is this image in the index? Open an image…", self.open_images,
+               ["Ctrl+Shift+F"], "Search the index for image files: their four nearest, as a generation's (or "
+               "drop images onto the window)")
+        action(file, "paste_image", "Search for the image in the clipboard", self.paste_image, ["Ctrl+V"],
+               "Search the index for the image (or image file) you copied")
+        action(file, "record_query", "Record the searched image in the casebook", lambda: self.model.record_query(),
+               ["Ctrl+R"], "Put the selected searched image on the record: a finding of kind query")
+        action(file, "prompt_list", "Run a prompt list…", self.run_prompt_list, ["Ctrl+Shift+P"],
+               "Scan a file of prompts (txt, CSV, TSV, JSON Lines, JSON, parquet) as `inspector scan` does")
+        action(file, "cancel_prompt_list", "Cancel the prompt list", self.prompt_list_bar.cancel, ["Shift+Escape"])
+        file.addSeparator()
         action(file, "export", "Export report…", self.export_report, ["Ctrl+E"])
         file.addSeparator()
         action(file, "quit", "Quit", self.close, ["Ctrl+Q"])
@@ -431,6 +449,8 @@ class MainWindow(QMainWindow):
         ev.history_changed.connect(lambda _fid, events: self.casebook_tab.show_history(events))
         ev.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         ev.casebook_message.connect(self.casebook_tab.message.setText)
+        ev.query_recorded.connect(lambda item, fid: (item is self.model.selected and self.comparison.show_title(item),
+                                                     self.query_recorded.emit(fid)))
         ev.error.connect(self.show_error)
 
         self.prompt_panel.generate_requested.connect(self.start_generation)
@@ -678,6 +698,70 @@ class MainWindow(QMainWindow):
 
     # --- drag and drop ----------------------------------------------------------------------------------------------
 
+    def open_images(self) -> None:
+        """File > Is this image in the index?: pick image files and search the index for them."""
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Images to search for in the index", self.dialog_folder(),
+            "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;All files (*)")
+        if paths:
+            self._picked(paths[0])
+            self.banner.hide()
+            self.model.search_images(paths)
+
+    def paste_image(self) -> None:
+        """Ctrl+V (outside a text field): search the index for the picture, image file or file path copied."""
+        from inspector.gui.image_search import clipboard_content
+
+        files, picture = clipboard_content(QApplication.clipboard().mimeData())
+        self.banner.hide()
+        if files:
+            self.model.open_dropped(files)
+        elif picture is not None:
+            self.model.search_images([picture])
+        else:
+            self.show_error("The clipboard holds no image and no image file: copy a picture or an image file, "
+                            "then press Ctrl+V here.")
+
+    def run_prompt_list(self, path: str | None = None) -> None:
+        """File > Run a prompt list…: choose the file, its column and the numbers, then scan it in the background
+        with the window's model, index and casebook."""
+        from inspector.gui.prompt_list import PromptListDialog
+
+        if self.prompt_list_bar.running:
+            self.show_error("A prompt list is running: wait for it, or cancel it (Shift+Esc).")
+            return
+        dialog = PromptListDialog(self.model_source, self.index_source, self.casebook_path, self.dialog_folder(), self)
+        if path:
+            dialog.set_path(path)
+        elif not dialog.path.text():
+            dialog.choose_file()
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.start_prompt_list(dialog.request())
+
+    def start_prompt_list(self, request) -> GeneratorWorker | None:
+        """Scan ``request`` (``inspector.prompt_lists.PromptListRequest``) in the background; None when refused
+        (a generation or another list is running)."""
+        if self.run_worker is not None or self.prompt_list_bar.running:
+            self.show_error("A run is going: wait for it (or cancel it), then run the prompt list.")
+            return None
+        self._picked(request.path)
+        self.banner.hide()
+        return self.prompt_list_bar.start(request)
+
+    def _prompt_list_finished(self, outcome) -> None:
+        words = outcome.words(self.prompt_list_bar.request.casebook if self.prompt_list_bar.request else "")
+        if outcome.error:
+            self.show_error(words)
+        else:
+            self.statusBar().showMessage(words, 15000)
+        self.model.refresh_casebook()
+
+    @staticmethod
+    def _dropped_paths(mime) -> list[str]:
+        from inspector.gui.image_search import local_files
+
+        return local_files(mime)
+
     @staticmethod
     def _dropped_path(mime) -> str | None:
         urls = [u for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
@@ -691,16 +775,19 @@ class MainWindow(QMainWindow):
             ok = path is not None and bool(classify_path(path))
         except UserError:
             ok = False
+        # Files are searched for in the index (is this image in the training set?); what is not an image says so.
+        ok = ok or any(Path(p).is_file() for p in self._dropped_paths(event.mimeData()))
         if ok:
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event) -> None:
-        path = self._dropped_path(event.mimeData())
-        if path is None:
+        paths = self._dropped_paths(event.mimeData())
+        if not paths:
             return
-        self.open_path(path)
+        self.banner.hide()
+        self.model.open_dropped(paths)  # a model, an index or a casebook is used; image files are searched
         event.acceptProposedAction()
 
     def open_path(self, path: str) -> str | None:
@@ -817,6 +904,9 @@ class MainWindow(QMainWindow):
     def start_generation(self) -> None:
         if self.run_worker is not None:
             return
+        if self.prompt_list_bar.running:
+            self.show_error("A prompt list is running: wait for it, or cancel it (Shift+Esc), then generate.")
+            return
         values = self.prompt_panel.values()
         if not values["prompt"]:
             self.show_error("Type a prompt first (or click one of the demo prompts).")
@@ -905,7 +995,8 @@ class MainWindow(QMainWindow):
         self.strip.set_summary(None, 0, False, None)
         self.strip.set_line(None)
         self.strip.set_extra_tip("")  # the Wen words of the run on screen only
-        self.header.setText(f"Generating {run.request.n} images of “{run.request.prompt}”…")
+        self.header.setText(f"Generating {run.request.n} images of “{run.request.prompt}”…" if run.kind != "query"
+                            else f"Searching the index for {run.request.n} image(s) you asked about…")
 
     def _item_added(self, run, item) -> None:
         first = self.grid.source.rowCount() == 0
@@ -926,7 +1017,9 @@ class MainWindow(QMainWindow):
                     self._rendering = False
         self.strip.set_values([1.0 if i.nearest_tiled_l2 is None else i.nearest_tiled_l2 for i in run.items])
         self.strip.set_line(self.model.summary_line())
-        self.header.setText(f"{len(run.items)} of {run.request.n} generations of “{run.request.prompt}”")
+        self.header.setText(f"{len(run.items)} of {run.request.n} generations of “{run.request.prompt}”"
+                            if run.kind != "query" else f"Is this image in the index? {len(run.items)} image(s) you "
+                            "asked about, nearest first · Ctrl+R records the selected one")
 
     def _summary_ready(self, run) -> None:
         summary = run.summary

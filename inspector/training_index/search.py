@@ -226,6 +226,19 @@ class TrainingIndex:
     def __repr__(self) -> str:
         return f"TrainingIndex({str(self.folder)!r}, {self._count} images, {self.comparison_size} px)"
 
+    def decode_query(self, data: bytes) -> tuple[Image.Image, tuple[int, int], str]:
+        """An image file's bytes decoded exactly as this index decoded its own files (8-bit RGB, EXIF orientation
+        applied, a large JPEG reduced in draft mode to what the comparison needs), so that a file of the index,
+        asked about as a query, compares at distance 0 with itself: (image, (width, height) of the image itself,
+        Pillow's format name).
+
+        Raises
+        ------
+        inspector.training_index.decode.DecodeError
+            With ``kind`` (not-an-image, damaged, too-large, ...) and a plain-words ``reason``.
+        """
+        return open_image(data, self._need_side)
+
     # --- items -------------------------------------------------------------------------------------------------
 
     def item(self, item_id: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ GOALS = (
     ("memorized precision", lambda r: r["confusion"]["scores"]["memorized"]["precision"], 0.95),
     ("memorized recall", lambda r: r["confusion"]["scores"]["memorized"]["recall"], 0.90),
     ("likeness recall", lambda r: r["confusion"]["scores"]["likeness?"]["recall"], 0.80),
-    ("Wen AUC, 1 step, 4 generations (outcome split)", lambda r: r["auc"]["outcome"][wen_key(1, 4)], 0.95),
+    ("Wen AUC, 1 step, 4 generations (outcome split)", lambda r: r["auc"]["outcome"].get(wen_key(1, 4)), 0.95),
 )
 
 PAPERS = """\
@@ -110,12 +110,26 @@ def plots(evaluation: dict, folder: Path) -> dict[str, Path]:
             ax.text(j, i, str(v), ha="center", va="center", color="black" if v < max(map(max, grid)) / 2 else "white")
     ax.set_xticks(range(3), [f"suggested\n{s}" for s in SUGGESTED])
     ax.set_yticks(range(3), [f"truly {t}" for t in TRUTHS])
-    ax.set_title("Generations: truth against the suggested verdict")
+    ax.set_title("Generations: truth against the suggested verdict", fontsize=10)
     fig.tight_layout()
     out["confusion"] = folder / "confusion.png"
     fig.savefig(out["confusion"])
     plt.close(fig)
     return out
+
+
+def rising_words(results: dict) -> str:
+    """Does the extraction rate rise with the duplicate count? Monotone, or by Spearman's rank correlation."""
+    from scipy.stats import spearmanr
+
+    curve = results["extraction_curve"]
+    rates = [row["extraction_rate"] for row in curve]
+    if len(rates) < 2 or len(set(rates)) < 2:
+        return "not measurable (fewer than two different rates)"
+    rho = float(spearmanr([row["copies"] for row in curve], rates).statistic)
+    if all(b >= a for a, b in zip(rates, rates[1:], strict=False)):
+        return f"met: never falls (Spearman {rho:.2f})"
+    return f"{'met' if rho > 0 else 'missed'}: Spearman rank correlation {rho:.2f}, not monotone"
 
 
 def goal_rows(results: dict) -> list[tuple[str, Any, float, str]]:
@@ -176,10 +190,8 @@ def write_report(evaluation: dict, doc: Path, plot_folder: Path | None = None) -
     for name, value, goal, verdict in goal_rows(res):
         lines.append(f"| {name} | {_fmt(value)} | >= {goal:.2f} | {verdict} |")
     extraction = [row["extraction_rate"] for row in res["extraction_curve"]]
-    rising = all(b >= a for a, b in zip(extraction, extraction[1:], strict=False))
     lines.append(f"| extraction rate rises with the duplicate count | "
-                 f"{' -> '.join(f'{v:.2f}' for v in extraction)} | rising | "
-                 f"{'met' if rising else 'not monotone'} |")
+                 f"{' -> '.join(f'{v:.2f}' for v in extraction)} | rising | {rising_words(res)} |")
     conf = res["confusion"]
     lines += ["", "## Suggested verdicts, per generation", "",
               f"![confusion matrix]({rel['confusion']})", "",

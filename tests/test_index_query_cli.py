@@ -96,6 +96,10 @@ def test_record_puts_each_image_in_the_casebook_once_as_a_query(index, jpeg, tmp
     assert finding.provenance["file_sha256"] == row["sha256"] and finding.generation_key is None
     assert main(["casebook", "list", str(book)]) == 0
     assert "query image coffee copy.jpg" in capsys.readouterr().out
+    report = tmp_path / "report.html"
+    assert main(["casebook", "export", str(book), "--format", "html", "--out", str(report)]) == 0
+    text = report.read_text(encoding="utf-8")
+    assert "Query image coffee copy.jpg" in text and row["sha256"] in text and "(seed 0)" not in text
 
 
 @pytest.mark.parametrize("make, words", [

@@ -40,6 +40,8 @@ from inspector.images import as_uint8, canonical
 from inspector.provenance import (
     PIXELS_RULE,
     PIXELS_RULE_SIZED,
+    QUERY_KIND,
+    finding_kind,
     library_versions,
     recorded_pixels_rule,
     rgb_sha256,
@@ -362,6 +364,29 @@ class FindingView:
     @property
     def verdict(self) -> NeighbourView | None:
         return next((n for n in self.neighbours if n.is_verdict), None)
+
+    @property
+    def is_query(self) -> bool:
+        """An image a person asked about (``inspector.image_query``), not a generation: no prompt, no seed."""
+        return finding_kind(self.finding.provenance) == QUERY_KIND
+
+    @property
+    def image_title(self) -> str:
+        """The finding's own image named: 'Generation (seed 3)', or 'Query image coffee.jpg'."""
+        if self.is_query:
+            return f"Query image {self.finding.provenance.get('file_name', '')}".rstrip()
+        return f"Generation (seed {self.finding.seed})"
+
+    def subject_facts(self) -> list[tuple[str, Any]]:
+        """The facts that say what was checked: prompt, negative prompt and seed of a generation; file name, the
+        sha256 of its bytes and its size for a query image."""
+        f = self.finding
+        if self.is_query:
+            p = f.provenance
+            return [("Query image", f"{p.get('file_name', '')} (asked about; not a generation)"),
+                    ("File sha256", p.get("file_sha256", "(not recorded)")),
+                    ("Image size", f"{p.get('width', '?')} x {p.get('height', '?')} px {p.get('format', '')}".strip())]
+        return [("Prompt", f.prompt), ("Negative prompt", f.negative_prompt or "(none)"), ("Seed", f.seed)]
 
     def pictures(self) -> Iterator[Picture]:
         yield self.generation

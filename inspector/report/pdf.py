@@ -336,7 +336,8 @@ def _finding_pages(v: FindingView, pictures: _Pictures, legends: dict[str, Pictu
                "both reduced to the stored thumbnail's size (recorded before the compared pixels were kept)")
         images = Table([[pictures.image(v.pair[0], PAIR_SIDE, PAIR_SIDE), pictures.image(v.pair[1], PAIR_SIDE,
                                                                                          PAIR_SIDE)],
-                        [para(f"Generation, seed {f.seed}: {v.pair_side} x {v.pair_side} px", "small"),
+                        [para(f"{v.image_title if v.is_query else f'Generation, seed {f.seed}'}: {v.pair_side} x"
+                              f" {v.pair_side} px", "small"),
                          para(f"Nearest {n.rank}: {verdict.words.image} {n.item_id}, {v.pair_side} x"
                               f" {v.pair_side} px", "small")]],
                        colWidths=[PAIR_SIDE + 8, PAIR_SIDE + 8], hAlign="LEFT")
@@ -358,15 +359,15 @@ def _finding_pages(v: FindingView, pictures: _Pictures, legends: dict[str, Pictu
         first.append(para("No neighbours were recorded with this finding.", "body"))
     story.append(KeepTogether(first))
     facts: list[tuple[str, Any]] = [
-        ("Prompt", f.prompt), ("Negative prompt", f.negative_prompt or "(none)"), ("Seed", f.seed),
-        ("Index searched", v.index_text), ("Suggested by the inspector", f"{v.suggestion} (a suggestion, not a label)"),
+        *v.subject_facts(), ("Index searched", v.index_text), ("Suggested by the inspector", f"{v.suggestion} (a suggestion, not a label)"),
     ]
     if v.margin_text:
         facts.append(("Distance to the extraction line", ("Borderline: " if v.borderline else "") + v.margin_text))
     facts += [("Label", v.label_text), ("Reviewer", f.reviewer or "(none)"), ("Notes", f.notes or "(none)"),
               ("Recorded", f.created_at), ("Model", v.model_id or "(not recorded)"),
               ("Model weights sha256", v.model_sha256 or "(not recorded)"),
-              ("Generation sha256", f.image_sha256), ("Pixel hash (raw RGB) sha256", v.pixel_hash)]
+              ("Query image sha256 (as stored, PNG)" if v.is_query else "Generation sha256", f.image_sha256),
+              ("Pixel hash (raw RGB) sha256", v.pixel_hash)]
     if v.recorded_pixel_hash:
         same = " (the same)" if v.recorded_pixel_hash == v.pixel_hash else ""
         facts.append(("Pixel hash in the record", [mono(v.recorded_pixel_hash),

@@ -158,8 +158,9 @@ class CheckResult:
         return (f"the model cannot represent the name '{self.name}' at all: its tokenizer knows none of its"
                 " words, so prompts with the name test nothing about it")
 
-    def headline(self) -> str:
-        """How many works came out as a near copy, of how many generations and prompts, and the unknown words."""
+    def headline(self, words: bool = True) -> str:
+        """How many works came out as a near copy, of how many generations and prompts, and (with ``words``) the
+        words the model did not know."""
         found = self.reproduced
         if found:
             line = (f"{len(found)} of your {len(self.works)} works came out as a near copy in"
@@ -167,9 +168,16 @@ class CheckResult:
         else:
             line = (f"none of your {len(self.works)} works came out as a near copy in {self.generations}"
                     f" generations of {len(self.prompts)} prompts")
-        if self.unknown_words:
+        if self.unknown_words and words:
             line += f"; the model did not know the words: {', '.join(self.unknown_words)}"
         return line
+
+    def unknown_words_note(self) -> str:
+        """The words the model did not know and what that means for the prompts holding them, or ""."""
+        if not self.unknown_words:
+            return ""
+        return (f"the model did not know the words: {', '.join(self.unknown_words)} (a prompt holding one tests only"
+                " its other words)")
 
     def summary(self) -> str:
         """One paragraph in plain words."""
@@ -330,8 +338,9 @@ def as_page(result: CheckResult) -> dict[str, Any]:
     """The result as plain data for a one-page export: file names, words and pictures (PNG bytes without
     metadata), never a local path. Works reproduced first, then the others from the closest."""
     order = sorted(result.works, key=lambda w: (not w.reproduced, w.best_tiled_l2 is None, w.best_tiled_l2 or 0))
-    return {"name": result.name, "summary": result.summary(), "headline": result.headline(),
-            "name_warning": result.name_warning(), "prompts": list(result.prompts),
+    return {"name": result.name, "summary": result.summary(), "headline": result.headline(words=False),
+            "unknown_words_note": result.unknown_words_note(), "name_warning": result.name_warning(),
+            "prompts": list(result.prompts),
             "generations": result.generations, "model": result.model,
             "images_per_prompt": result.images_per_prompt, "checked_at": result.checked_at,
             "name_unknown": result.name_unknown, "unknown_words": list(result.unknown_words),

@@ -204,13 +204,17 @@ class ArtistPage(QWidget):
         sl.addWidget(self._works_step())
         sl.addWidget(self._names_step())
         sl.addWidget(self._prompts_step())
-        sl.addWidget(self._run_step())
         sl.addStretch(1)
-        left = QScrollArea()
-        left.setWidget(steps)
-        left.setWidgetResizable(True)
-        left.setFrameShape(QFrame.Shape.NoFrame)
+        scroll = QScrollArea()
+        scroll.setWidget(steps)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        left = QWidget()
         left.setMinimumWidth(440)
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(scroll, 1)
+        ll.addWidget(self._run_step())  # outside the scroll: the Run button and the progress are always in view
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(self._result_panel())
@@ -257,7 +261,6 @@ class ArtistPage(QWidget):
         lay.addWidget(self.build_status)
         self.unreadable_label = PlainLabel("Files it could not read (left out of the check):")
         self.unreadable = QListWidget()
-        self.unreadable.setMaximumHeight(90)
         lay.addWidget(self.unreadable_label)
         lay.addWidget(self.unreadable)
         return box
@@ -370,6 +373,10 @@ class ArtistPage(QWidget):
         self.headline.setWordWrap(True)
         self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.headline)
+        self.words_note = PlainLabel()
+        self.words_note.setWordWrap(True)
+        self.words_note.hide()
+        lay.addWidget(self.words_note)
         self.how = PlainLabel()
         self.how.setWordWrap(True)
         self.how.setStyleSheet("color: #555;")
@@ -411,6 +418,8 @@ class ArtistPage(QWidget):
         self.build_bar.setVisible(building or self._build_done or self.build_bar.value() > 0)
         self.unreadable_label.setVisible(self.unreadable.count() > 0)
         self.unreadable.setVisible(self.unreadable.count() > 0)
+        rows = min(4, max(1, self.unreadable.count()))  # as tall as its lines, up to four
+        self.unreadable.setFixedHeight(rows * self.unreadable.fontMetrics().height() + 3 * rows + 8)
         for widget in (self.name, self.titles, self.patterns, self.own, self.n, self.steps):
             widget.setEnabled(ready and not checking)
         problem = pattern_problem(_lines(self.patterns))
@@ -419,8 +428,9 @@ class ArtistPage(QWidget):
         has_result = self.page is not None and not checking
         self.export_html.setEnabled(has_result)
         self.export_pdf.setEnabled(has_result)
-        self.model_line.setText(f"Model: {self.model_source()} (the window's current model; change it at the top "
-                                "of the window).")
+        self.model_line.setText(f"Model: {self.model_source()}, the window's current model (change it at the top "
+                                "of the window). Your works are compared with their own index, not with the index "
+                                "picked at the top.")
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
@@ -523,8 +533,8 @@ class ArtistPage(QWidget):
             self.build_bar.setValue(1000)
             self.build_bar.setFormat("done")
             n, skipped = self.titles.rowCount(), self.unreadable.count()
-            self.build_status.setText(f"{n} works indexed" + (f"; {skipped} files could not be read (below)"
-                                                              if skipped else "") + ". Now enter your name.")
+            self.build_status.setText(f"{_count(n, 'work')} indexed" + (
+                f"; {_count(skipped, 'file')} could not be read (below)" if skipped else "") + ". Now enter your name.")
         self._set_stage()
         self._focus_next_step()
         self.build_finished.emit()
@@ -587,6 +597,14 @@ class ArtistPage(QWidget):
         self.check_bar.setFormat(f"loading the model, then {len(prompts) * n} images…")
         self.check_status.setStyleSheet("")
         self.check_status.setText("")
+        self._clear_entries()  # the result on screen is replaced by this run's
+        self.page = self.result = None
+        for label in (self.name_warning, self.words_note):
+            label.hide()
+        self.how.setText("")
+        self.headline.setStyleSheet("")
+        self.headline.setText(f"Running the check: {_count(len(prompts), 'prompt')} × {n} images. The result "
+                              "appears here when every prompt has run (the bar on the left shows how far it is).")
         worker = GeneratorWorker(_check, self.model_source(), self.index_dir, self.name.text().strip(),
                                  self.title_map(), _lines(self.own), _lines(self.patterns), n, self.steps.value())
         worker.signals.progress.connect(self._check_progress)
@@ -635,22 +653,28 @@ class ArtistPage(QWidget):
                                  f"{result.generations} images")
         self.name_warning.setText(f"Warning: {page['name_warning']}." if page["name_warning"] else "")
         self.name_warning.setVisible(bool(page["name_warning"]))
-        headline = page["headline"][:1].upper() + page["headline"][1:] + "."
+        headline = _sentence(page["headline"])
         if page["cancelled_words"]:
-            headline += "\n" + page["cancelled_words"][:1].upper() + page["cancelled_words"][1:] + "."
+            headline += "\n" + _sentence(page["cancelled_words"])
         self.headline.setText(headline)
         self.headline.setStyleSheet(ALARM_STYLE if result.reproduced else CLEAN_STYLE)
+        self.words_note.setText(_sentence(page["unknown_words_note"]) if page["unknown_words_note"] else "")
+        self.words_note.setVisible(bool(page["unknown_words_note"]))
         self.how.setText(f"A near copy: a generation whose tiled l2 distance to your work is {page['threshold']} or"
-                         f" less (0 is the same picture). {result.model}, {page['images_per_prompt']} images per "
-                         "prompt.")
-        while self.entries_layout.count() > 1:
-            item = self.entries_layout.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+                         f" less (0 is the same picture). Model: {result.model}; {page['images_per_prompt']} images "
+                         "per prompt, one per seed.")
+        self._clear_entries()
         for k, work in enumerate(page["works"]):
             self.entries_layout.insertWidget(k, WorkEntry(work))
         self.export_status.setText("")
         self._set_stage()
+
+    def _clear_entries(self) -> None:
+        while self.entries_layout.count() > 1:
+            widget = self.entries_layout.takeAt(0).widget()
+            if widget is not None:
+                widget.setParent(None)  # off the page at once (findChildren), deleted later
+                widget.deleteLater()
 
     def entry_words(self) -> list[str]:
         """The words of every entry on screen, in order (what the person reads)."""
@@ -696,6 +720,14 @@ class ArtistPage(QWidget):
     def _export_failed(self, exc: BaseException) -> None:
         self.export_status.setText(f"Not saved: {_words(exc)}")
         self.export_finished.emit("")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" + ("" if n == 1 else "s")
 
 
 def _words(exc: BaseException) -> str:

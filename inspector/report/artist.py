@@ -47,6 +47,21 @@ def render_artist_html(page: dict[str, Any], stream: IO[str]) -> None:
         stream.write(chunk)
 
 
+def _sharp(png: bytes, side: float) -> bytes:
+    """A small picture (the demo's 32 px generations) enlarged by whole pixels, so that the PDF viewer shows its
+    pixels as they are instead of smoothing them into a blur; larger ones as they are."""
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(png)) as im:
+        factor = int(2 * side // max(im.size))
+        if factor < 2:
+            return png
+        big = im.convert("RGB").resize((im.width * factor, im.height * factor), PILImage.Resampling.NEAREST)
+    out = io.BytesIO()
+    big.save(out, format="PNG")
+    return out.getvalue()
+
+
 def render_artist_pdf(page: dict[str, Any], stream: IO[bytes]) -> None:
     """Write the page as a one-page A4 PDF to ``stream``: whatever the number of works, the content is shrunk
     to fit the page (reportlab's ``KeepInFrame``) rather than run onto a second one."""
@@ -65,25 +80,29 @@ def render_artist_pdf(page: dict[str, Any], stream: IO[bytes]) -> None:
     def picture(png: bytes | None, side: float):
         if not png:
             return ""
-        img = Image(io.BytesIO(png))
+        img = Image(io.BytesIO(_sharp(png, side)))
         scale = side / max(img.imageWidth, img.imageHeight)
         img.drawWidth, img.drawHeight = img.imageWidth * scale, img.imageHeight * scale
         return img
+
+    def sentence(text: str) -> str:
+        return text[:1].upper() + text[1:] + "."
 
     title = "Check my work" + (f": {page['name']}" if page.get("name") else "")
     story: list[Any] = [para(title, "title"),
                         para(f"{page['model']} · {page['generations']} generations of {len(page['prompts'])} prompts"
                              f" ({page['images_per_prompt']} images each) · checked "
-                             f"{page['checked_at'][:16].replace('T', ' ')} UTC", "small")]
+                             f"{page['checked_at'][:16].replace('T', ' ')} UTC", "small"), Spacer(1, 6)]
     if page.get("name_warning"):
-        story.append(Paragraph(f"<b>Warning:</b> {safe_text(page['name_warning'])}.", st["alarm"]))
-    headline = page["headline"][:1].upper() + page["headline"][1:] + "."
-    story += [Spacer(1, 4), para(headline, "alarm" if reproduced else "ok")]
+        story += [Paragraph(f"<b>Warning:</b> {safe_text(page['name_warning'])}.", st["alarm"]), Spacer(1, 4)]
+    story.append(para(sentence(page["headline"]), "alarm" if reproduced else "ok"))
     if page.get("cancelled_words"):
-        story.append(para(page["cancelled_words"][:1].upper() + page["cancelled_words"][1:] + ".", "alarm"))
-    story.append(para(f"A near copy: a generation whose tiled l2 distance to your work is {page['threshold']} or "
-                      "less (0 is the same picture; Carlini et al. 2023). Each prompt made "
-                      f"{page['images_per_prompt']} images, one per seed.", "small"))
+        story.append(para(sentence(page["cancelled_words"]), "alarm"))
+    if page.get("unknown_words_note"):
+        story += [Spacer(1, 2), para(sentence(page["unknown_words_note"]))]
+    story += [Spacer(1, 2), para(f"A near copy: a generation whose tiled l2 distance to your work is "
+                                 f"{page['threshold']} or less (0 is the same picture; Carlini et al. 2023). Each "
+                                 f"prompt made {page['images_per_prompt']} images, one per seed.", "small")]
     if reproduced:
         story += [Spacer(1, 6), para(f"Reproduced ({len(reproduced)})", "h2")]
         rows = [[picture(w["work_png"], 80), picture(w["generation_png"], 80), para(w["words"], "bold")]
@@ -94,15 +113,19 @@ def render_artist_pdf(page: dict[str, Any], stream: IO[bytes]) -> None:
                                    ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]))
         story.append(table)
     if others:
-        story += [Spacer(1, 6), para(f"{'Not reproduced' if reproduced else 'Your works'} ({len(others)})", "h2")]
-        head = [para(h, "tiny") for h in ("work", "closest", "file", "closest tiled l2", "by the prompt")]
+        story += [Spacer(1, 6), para(f"{'Not reproduced' if reproduced else 'Your works'} ({len(others)})", "h2"),
+                  para("Each row: your work, the closest generation, and how close it came.", "tiny"), Spacer(1, 2)]
+
+        def detail(x: dict[str, Any]) -> Paragraph:
+            if x["best_tiled_l2"] is None:
+                how = "no generation came near it"
+            else:
+                how = f"closest tiled l2 {x['best_tiled_l2']:.2f} (not a copy), by '{x['best_prompt']}'"
+            return Paragraph(f"<b>{safe_text(x['file_name'])}</b><br/>{safe_text(how)}", st["cell"])
 
         def table_of(chunk: list[dict[str, Any]], w: float) -> Table:
-            rows = [[picture(x["work_png"], 18), picture(x["generation_png"], 18), para(x["file_name"], "cell"),
-                     para("no generation came near" if x["best_tiled_l2"] is None
-                          else f"{x['best_tiled_l2']:.2f} (not a copy)", "cell"),
-                     para(x["best_prompt"], "cell")] for x in chunk]
-            t = Table([head, *rows], colWidths=[22, 22, 0.33 * (w - 44), 0.22 * (w - 44), 0.45 * (w - 44)])
+            rows = [[picture(x["work_png"], 20), picture(x["generation_png"], 20), detail(x)] for x in chunk]
+            t = Table(rows, colWidths=[24, 24, w - 48])
             t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("LEFTPADDING", (0, 0), (-1, -1), 2),
                                    ("RIGHTPADDING", (0, 0), (-1, -1), 2), ("TOPPADDING", (0, 0), (-1, -1), 1),
                                    ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
@@ -118,7 +141,7 @@ def render_artist_pdf(page: dict[str, Any], stream: IO[bytes]) -> None:
             story.append(both)
         else:
             story.append(table_of(others, width))
-    story += [Spacer(1, 6), para("Prompts tried: " + " · ".join(page["prompts"]), "tiny"),
+    story += [Spacer(1, 8), para("Prompts tried: " + " · ".join(page["prompts"]), "tiny"), Spacer(1, 2),
               para(f"Made with Memorization Inspector {__version__}. File names only: this page names no folder.",
                    "tiny")]
     doc = SimpleDocTemplate(stream, pagesize=A4, leftMargin=margin, rightMargin=margin, topMargin=margin,

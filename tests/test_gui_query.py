@@ -72,9 +72,9 @@ def drop(win, *paths) -> None:
     win.dropEvent(event)
 
 
-def dropped(qtbot, win, *paths):
+def dropped(qtbot, win, *paths, timeout: int = 60_000):
     """Drop ``paths`` and wait until the searched images are shown with their heatmaps; the first in the grid."""
-    with qtbot.waitSignals([win.run_finished, win.views_shown], timeout=60_000):
+    with qtbot.waitSignals([win.run_finished, win.views_shown], timeout=timeout):
         drop(win, *paths)
     return win.model.selected
 
@@ -225,7 +225,7 @@ def test_on_the_demo_index_a_dropped_coffee_photo_finds_the_demos_coffee(qtbot, 
     qtbot.addWidget(win)
     win.show()
     try:
-        item = dropped(qtbot, win, coffee_as_jpeg(tmp_path))
+        item = dropped(qtbot, win, coffee_as_jpeg(tmp_path), timeout=900_000)  # the demo index is built first
         assert item.neighbours[0].caption == "a cup of coffee" and item.neighbours[0].tiled_l2 < 0.05
         assert item.neighbours[0].duplicate_count > 1 and item.suggestion.verdict == "memorized"
     finally:

@@ -33,7 +33,9 @@ def constants(value) -> list[str]:
 
 
 def test_the_extraction_threshold_is_written_once():
-    assert [p.split(":")[0] for p in constants(0.15)] == ["metrics.py"]
+    # The benchmark world draws stripes 4 to 15% of the picture wide: a size, not the threshold (and the trained
+    # benchmark model saw exactly those pixels, so the number stays).
+    assert [p.split(":")[0] for p in constants(0.15)] == ["demo/benchmark_world.py", "metrics.py"]
     assert describe_tiled_l2(0.06) == f"tiled l2 0.06: near copy (threshold {EXTRACTION_THRESHOLD:.2f})"
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import pytestqt.exceptions
 
 pytest.importorskip("PySide6")
 
@@ -105,9 +106,14 @@ def test_the_queue_labels_20_scan_candidates_with_keys_only_while_the_scan_write
     prompts = tmp_path / "prompts.txt"
     # Each demo prompt below gives 6 of 6 candidates (near copies, or likenesses for the cat): 24 in all.
     prompts.write_text("the cameraman\na cup of coffee\nastronaut eileen collins\nchelsea the cat\n", encoding="utf-8")
+    from inspector.training_index import demo_index
+
+    # The demo index is built on first use (minutes on a busy machine): here, before the scan starts, so that what
+    # overlaps the labeling is the scan making and recording its candidates.
+    demo_index(os.environ.get("INSPECTOR_CACHE_DIR")).close()
+    log = open(tmp_path / "scan.log", "w", encoding="utf-8")  # a file: a pipe nobody reads would stall the scan
     scan = subprocess.Popen([sys.executable, "-m", "inspector", "scan", str(prompts), "--n", "6", "--steps", "6",
-                             "--casebook", str(casebook)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                             "--casebook", str(casebook)], stdout=subprocess.DEVNULL, stderr=log)
     try:
         win, tab = open_review(casebook)  # before the scan has written anything: the tab waits for it
         arrivals = []
@@ -116,8 +122,15 @@ def test_the_queue_labels_20_scan_candidates_with_keys_only_while_the_scan_write
         seconds = []
         cycle = list(KEYS)
         while len(given) < 20:
-            qtbot.waitUntil(lambda: tab.idle and tab.shown.current is not None
-                            and current_id(tab) in tab.shown.waiting, timeout=600_000)
+            try:
+                qtbot.waitUntil(lambda: tab.idle and tab.shown.current is not None
+                                and current_id(tab) in tab.shown.waiting, timeout=3_600_000)  # a busy machine
+            except pytestqt.exceptions.TimeoutError:
+                shown = tab.shown
+                raise AssertionError(f"no finding to label after {len(given)} labels: scan exit {scan.poll()}, "
+                                     f"{len(shown.rows)} queued, {len(shown.waiting)} waiting, idle {tab.idle}, "
+                                     f"words {shown.words!r}, message {tab.message.text()!r}; the scan said: "
+                                 f"{(tmp_path / 'scan.log').read_text(encoding='utf-8')[-1500:]}") from None
             assert QApplication.focusWidget() is tab.list, "the keyboard stays on the queue"
             fid, label = current_id(tab), cycle[len(given) % 3]
             more = len(tab.shown.waiting) > 1  # a next finding to show (else the scan has not written it yet)
@@ -129,11 +142,12 @@ def test_the_queue_labels_20_scan_candidates_with_keys_only_while_the_scan_write
                 seconds.append(time.perf_counter() - start)
             qtbot.waitUntil(lambda: tab.idle, timeout=60_000)
             given[fid] = label
-        assert scan.wait(timeout=900) == 0, scan.stderr.read()
+        assert scan.wait(timeout=3600) == 0, (tmp_path / "scan.log").read_text(encoding="utf-8")[-2000:]
     finally:
         if scan.poll() is None:
             scan.kill()
             scan.wait()
+        log.close()
     # New candidates joined the queue (at least three prompts' worth) while the scan was still writing.
     assert sum(1 for _, running in arrivals if running is None) >= 3, arrivals
     with Casebook.open(casebook, readonly=True) as book:

@@ -35,6 +35,17 @@ DIFFERENCES = """\
   LAION image.
 - **Ground truth.** Here it is exact: every generation is compared with every training image. The papers had to
   find copies among billions of images with retrieval and manual review.
+- **Wen's score at the first step.** The benchmark (and demo) model predicts the clean image (x0) with a
+  cosine schedule whose first sampling step is at almost pure noise: the text-conditional noise difference there
+  is the x0 difference times sqrt(alpha_bar / (1 - alpha_bar)), close to zero for every prompt. Wen et al.'s
+  Stable Diffusion predicts the noise itself, where the first step already carries the prompt's pull. Read the
+  one-step Wen AUC here as a property of this model class, not of the method; with 5 or 10 steps the score
+  separates trained duplicated captions from crop and novel families perfectly (construction split) but not
+  the prompts that are copied from those that are not (outcome split): the model pulls hard towards every
+  duplicated caption it learned, copied or not.
+- **Likeness against novel.** Generations of a crop family that are not near copies count as a likeness when
+  the training image nearest by l2 belongs to the family; a blurry or averaged view of the subject often has a
+  procedural picture nearer by l2, so that truth is itself approximate: the likeness misses sit on that line.
 - **Captions.** Each duplicated subject has its own one-word caption; LAION's duplicated images often share
   captions, and memorized prompts there are longer and more specific.
 """

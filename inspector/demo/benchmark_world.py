@@ -75,6 +75,19 @@ def _colour(name: str) -> Image.Image:
     return skimage_image(name)
 
 
+#: Pictures frozen as they were drawn when the benchmark model was trained: scikit-image draws binary_blobs at
+#: random (no seed), so the build takes them from here (64 px, the stored size) instead of drawing new ones.
+FROZEN = Path(__file__).resolve().parents[2] / "benchmark" / "sources"
+
+
+def _frozen(name: str, tint: int) -> Image.Image:
+    path = FROZEN / f"{name}_tint{tint}.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the benchmark world needs its frozen {name} pictures")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
 def _grey(name: str, tint: tuple) -> Image.Image:
     from skimage import data
 
@@ -115,7 +128,7 @@ def _regions() -> list[tuple[str, Image.Image, tuple[float, float, float]]]:
     for shift in range(3):  # each grey picture in three tints: the pool the distinct subjects are chosen from
         for k, name in enumerate(greys):
             t = (k + 5 * shift) % len(TINTS)
-            im = _grey(name, TINTS[t])
+            im = _frozen(name, t) if name == "binary_blobs" else _grey(name, TINTS[t])
             out.append((f"skimage.data.{name}, tint {t}", im, _centre_box(im)))
     colour = [r for r in out if "hubble" not in r[0] and "tint" not in r[0]]
     for roll in (1, 2):  # colour pictures with their channels rotated (RGB -> GBR -> BRG): new colour pictures

@@ -43,6 +43,7 @@ def test_the_training_set_is_written_again_with_the_recorded_pixels(tmp_path):
     (third / WORLD_FILE).write_text(json.dumps(world | {"pixel_digest": "0" * 64}))
     with pytest.raises(ValueError, match="differs from the one the benchmark model was trained on"):
         ensure_training_set(third, log=lambda _m: None)
+    assert sorted(p.name for p in third.iterdir()) == [WORLD_FILE]  # no folder of other pixels left to be used
 
 
 needs_model = pytest.mark.skipif(not (DEFAULT_DIR / "model" / "model_index.json").is_file(),

@@ -47,12 +47,19 @@ def ensure_training_set(out: Path, seed: int | None = None, log: Callable[[str],
     if recorded is not None and training.is_dir() and len(list(training.glob("*.png"))) == recorded["images"]:
         return training
     log(f"writing the benchmark training set to {training} (seed {seed})")
-    pairs = bw.build_training_set(training, seed=seed)
-    digest = bw.pixel_digest(training)
+    # Written beside, checked, then put in place: a folder with other pixels never stays where it would be used.
+    partial = out / "training.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    bw.build_training_set(partial, seed=seed)
+    digest = bw.pixel_digest(partial)
     if recorded is not None and digest != recorded["pixel_digest"]:
+        shutil.rmtree(partial, ignore_errors=True)
         raise ValueError(f"the training set written again in {training} differs from the one the benchmark model "
                          f"was trained on ({WORLD_FILE} says {recorded['pixel_digest'][:12]}, now "
                          f"{digest[:12]}): another scikit-image or Pillow version draws other pixels")
+    shutil.rmtree(training, ignore_errors=True)
+    partial.rename(training)
+    pairs = bw.read_training_set(training)
     if recorded is None:
         world = {"seed": seed, "images": len(pairs), "unique_captions": len({c for _, c in pairs}),
                  "pixel_digest": digest, "copies": list(bw.COPIES), "subjects_per_count": bw.SUBJECTS_PER_COUNT,

@@ -204,7 +204,8 @@ def test_cancel_during_the_index_build_leaves_nothing_half_written(qtbot, window
         qtbot.mouseClick(page.build_cancel, Qt.MouseButton.LeftButton)
     assert "index.db" in seen["half-built"]
     assert not out.exists()
-    assert list(out.parent.iterdir()) == []
+    # Other tests' finished references may share the cache folder: nothing of this build may stay beside them.
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(out.name)] == []
     assert page.index_dir is None and page.titles.rowCount() == 0
     assert page.build_status.text().startswith("Cancelled: nothing was kept")
     assert not page.run_button.isEnabled() and page.choose_button.isEnabled()

@@ -32,6 +32,7 @@ from inspector.generation import (
     generate,
     load_model,
     reproduce,
+    request_from_provenance,
 )
 from inspector.provenance import (
     PARAMETERS_KEY,
@@ -341,6 +342,64 @@ def test_batch_size_1_and_4_give_the_same_images(name, request):
     fast = list(generate(model, GenerationRequest("a red fox", n=4, seed=10, steps=4, batch_size=4,
                                                   batch_invariant=False)))
     assert not any(i.provenance["batch_invariant"] for i in fast)
+
+
+def _sampled_with(model, request: GenerationRequest, threads: int) -> tuple[list, set[bool]]:
+    """The images of ``request`` sampled with ``threads`` torch threads, and whether oneDNN was on while it ran."""
+    before = torch.get_num_threads()
+    seen: list[bool] = []
+    torch.set_num_threads(threads)
+    try:
+        images = list(generate(model, request, progress=lambda _e: seen.append(torch.backends.mkldnn.enabled)))
+        return images, set(seen[:-1])  # the last event comes after the pipeline call, the others inside it
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["demo", "sd"])
+def test_the_torch_thread_count_does_not_change_the_pixels(name, request):
+    # oneDNN's CPU convolutions pick their blocking by thread count (one seed of the demo differed by a level
+    # between 1 and 2 threads on an AMD EPYC), so invariant sampling runs PyTorch's own convolutions.
+    model = request.getfixturevalue(name)
+    ask = GenerationRequest("a red fox", n=3, seed=20, steps=3)
+    one, onednn_one = _sampled_with(model, ask, 1)
+    two, onednn_two = _sampled_with(model, ask, 2)
+    assert onednn_one == onednn_two == {False} and torch.backends.mkldnn.enabled  # turned off for the call only
+    for a, b in zip(_pixels(one), _pixels(two), strict=True):
+        assert np.array_equal(a, b)
+    assert [i.provenance["torch_threads"] for i in one + two] == [1] * 3 + [2] * 3
+    assert all(i.provenance["thread_invariant"] for i in one + two)
+    # Off with batch invariance (or asked off): oneDNN's kernels, and the record says so.
+    fast, onednn_fast = _sampled_with(model, GenerationRequest("a red fox", n=1, seed=20, steps=2,
+                                                               batch_invariant=False), 2)
+    assert onednn_fast == {True} and not fast[0].provenance["thread_invariant"]
+
+
+def test_a_record_made_before_thread_invariance_is_reproduced_with_onednn_and_its_thread_count(demo, tmp_path,
+                                                                                             monkeypatch):
+    image = next(generate(demo, GenerationRequest("a red fox", seeds=[3], steps=3, thread_invariant=False)))
+    assert image.provenance["thread_invariant"] is False
+    record = dict(image.provenance)
+    del record["thread_invariant"]  # what records made before the field look like
+    request, _index = request_from_provenance(record)
+    assert request.thread_invariant is False
+    seen: list[tuple[bool, int]] = []
+    import inspector.generation.reproduction as reproduction
+
+    real = reproduction.generate
+
+    def spy(model, req, *args, **kwargs):
+        return list(real(model, req, *args, progress=lambda _e: seen.append(
+            (torch.backends.mkldnn.enabled, torch.get_num_threads())), **kwargs))
+
+    monkeypatch.setattr(reproduction, "generate", spy)
+    assert reproduce(image.save(tmp_path), demo).match
+    assert seen and set(seen[:-1]) == {(True, 1)}  # oneDNN's convolutions, with the recorded thread count
+    fresh = next(generate(demo, GenerationRequest("a red fox", seeds=[3], steps=3)))
+    assert request_from_provenance(fresh.provenance)[0].thread_invariant is True
+    assert GenerationRequest("x").thread_invariant is None
+    with pytest.raises(GenerationError, match="thread_invariant"):
+        GenerationRequest("x", thread_invariant="yes").validate()
 
 
 @pytest.mark.parametrize(("name", "guidance"), [("demo", 2.0), ("sd", 7.5), ("sd", 1.0)])

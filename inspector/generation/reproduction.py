@@ -296,6 +296,8 @@ def request_from_provenance(record: dict[str, Any], exact_batch: bool = True) ->
             width=int(record["width"]),
             batch_size=len(seeds),
             batch_invariant=bool(record.get("batch_invariant", False)),
+            # Records made before the field existed sampled with oneDNN (and name their thread count).
+            thread_invariant=bool(record.get("thread_invariant", False)),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ReproduceError(f"the provenance record is incomplete or damaged ({exc!r})") from None

@@ -8,6 +8,14 @@ pixels. With ``batch_invariant=False`` a batch is one network call (faster on a 
 blocking by batch shape, which can flip a few pixels by one level, so the provenance records the batch and
 :func:`inspector.generation.reproduce` replays it. Every provenance also records the torch thread count.
 
+The thread count: on the CPU, oneDNN's convolutions pick their blocking by the number of threads, so the same seed
+sampled with 1 and 2 torch threads could differ by a level in a few pixels (measured on an AMD EPYC: the window,
+which keeps a core free, and a command-line scan then recorded the same seed as two findings). While
+``thread_invariant`` holds (the default: it follows ``batch_invariant``), CPU sampling runs with oneDNN turned off:
+PyTorch's own convolutions (im2col and a GEMM) give the same pixels with any thread count, for about 5% more time
+on the demo with per-image calls. The provenance says so (``thread_invariant``); a record without it is
+reproduced with oneDNN on and its recorded thread count. GPUs are not affected (oneDNN is a CPU library).
+
 Cancel: pass any object with ``is_set()`` (a ``threading.Event``). It is checked after every denoising step
 (through ``callback_on_step_end``) and before every batch. When it is set, the pipeline's ``_interrupt`` flag is
 raised (the diffusers convention) and the running batch is abandoned at once, without decoding: its unfinished
@@ -99,6 +107,9 @@ class GenerationRequest:
         Run the networks image by image inside a batch, so an image's pixels depend on its seed alone (the
         default). ``False``: one network call per batch, faster on a GPU, but a pixel may then differ by a level
         from the same seed sampled in another batch (see the module docstring).
+    thread_invariant
+        On the CPU, compute convolutions without oneDNN, so the pixels do not depend on the torch thread count
+        either; ``None`` (the default): the same as ``batch_invariant``. Ignored on a GPU.
     """
 
     prompt: str
@@ -114,6 +125,7 @@ class GenerationRequest:
     width: int | None = None
     batch_size: int | None = None
     batch_invariant: bool = True
+    thread_invariant: bool | None = None
 
     def seed_list(self) -> list[int]:
         """The seeds to sample, one per image, in order."""
@@ -159,6 +171,8 @@ class GenerationRequest:
             _check_int("the batch size", self.batch_size, 1, MAX_IMAGES)
         if not isinstance(self.batch_invariant, bool):
             raise GenerationError(f"batch_invariant must be True or False, got {self.batch_invariant!r}")
+        if self.thread_invariant is not None and not isinstance(self.thread_invariant, bool):
+            raise GenerationError(f"thread_invariant must be True, False or None, got {self.thread_invariant!r}")
         if self.scheduler is not None and (not isinstance(self.scheduler, str) or not self.scheduler.strip()):
             raise GenerationError("the scheduler must be a diffusers scheduler class name, e.g. DDIMScheduler")
 
@@ -217,6 +231,7 @@ class _Plan:
     width: int
     batch_size: int
     batch_invariant: bool
+    thread_invariant: bool  # CPU convolutions without oneDNN (False on a GPU: nothing to turn off)
     scheduler: Any  # a fresh scheduler to use, or None for the model's own
     call_params: frozenset[str]
 
@@ -261,9 +276,15 @@ def _plan(model: LoadedModel, request: GenerationRequest) -> _Plan:
         width=width,
         batch_size=min(_batch_size(model, request), len(seeds)),
         batch_invariant=request.batch_invariant,
+        thread_invariant=_thread_invariant(model, request),
         scheduler=_scheduler(model, request),
         call_params=params,
     )
+
+
+def _thread_invariant(model: LoadedModel, request: GenerationRequest) -> bool:
+    wanted = request.batch_invariant if request.thread_invariant is None else request.thread_invariant
+    return bool(wanted) and str(model.device).startswith("cpu")
 
 
 def _batch_size(model: LoadedModel, request: GenerationRequest) -> int:
@@ -533,8 +554,10 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
             pipe.scheduler = p.scheduler
         scheduler = pipe.scheduler
         invariance = per_image_calls(pipe, len(seeds)) if p.batch_invariant else contextlib.nullcontext()
+        # oneDNN's CPU convolutions depend on the thread count; PyTorch's own do not (module docstring).
+        convolutions = torch.backends.mkldnn.flags(enabled=False) if p.thread_invariant else contextlib.nullcontext()
         try:
-            with invariance as state:
+            with invariance as state, convolutions:
                 result = pipe(**kwargs)
         except _Interrupted:
             if failure:
@@ -631,6 +654,8 @@ def _provenance(model: LoadedModel, p: _Plan, seed: int, image: Any, scheduler: 
         # True: the pixels do not depend on the batch (per-image network calls, or a batch of one).
         "batch_invariant": invariant,
         "torch_threads": threads,
+        # True: CPU convolutions without oneDNN, so the thread count does not change the pixels either.
+        "thread_invariant": p.thread_invariant,
         "noise": NOISE,
         "versions": versions,
         "pixels_sha256": rgb_sha256(image),

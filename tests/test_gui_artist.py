@@ -249,3 +249,18 @@ def test_a_pattern_with_an_unknown_placeholder_is_named_and_nothing_runs(qtbot, 
     assert not page.run_button.isEnabled() and page.prompts() == []
     assert "{titel}, which nothing fills in" in page.prompt_count.text()
     assert page.run_check() is None
+
+
+def test_escape_stops_the_work_of_the_page_in_view_only(qtbot, window, monkeypatch):
+    # Esc on Check my work stops its build or check, not an Inspect run going on behind it; on Inspect, the run.
+    calls: list[str] = []
+    monkeypatch.setattr(window, "cancel_generation", lambda: calls.append("inspect run"))
+    monkeypatch.setattr(window.artist_page, "cancel", lambda: calls.append("artist page"))
+    window.tabs.setCurrentWidget(window.artist_page)
+    qtbot.waitUntil(window.artist_page.isVisible)
+    window.actions["cancel"].trigger()
+    assert calls == ["artist page"]
+    window.tabs.setCurrentWidget(window.inspect_tab)
+    qtbot.waitUntil(window.inspect_tab.isVisible)
+    window.actions["cancel"].trigger()
+    assert calls == ["artist page", "inspect run"]

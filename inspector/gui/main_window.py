@@ -380,9 +380,7 @@ class MainWindow(QMainWindow):
 
         run = bar.addMenu("&Run")
         action(run, "generate", "Generate", self.start_generation, ["Ctrl+Return", "Ctrl+Enter"])
-        action(run, "cancel", "Cancel", self.cancel_generation, ["Escape"])
-        self.actions["cancel"].triggered.connect(  # Esc on the Check my work page stops its build or check
-            lambda _=False: self.artist_page.isVisible() and self.artist_page.cancel())
+        action(run, "cancel", "Cancel", self.cancel_visible_work, ["Escape"])
         action(run, "artist_check", "Check my work (artists)…", lambda: self.tabs.setCurrentWidget(self.artist_page),
                ["Ctrl+Shift+A"], "Check whether the model reproduces your own works: a guided page")
 
@@ -933,6 +931,14 @@ class MainWindow(QMainWindow):
         worker.signals.finished.connect(lambda n=run.number: self._on_run_finished(n))
         self.run_worker = self.hub.start(worker)
         self._request = request
+
+    def cancel_visible_work(self) -> None:
+        """Esc: stop the work of the page in view. On the Check my work page its build or check, not an Inspect
+        run going on behind it (the Inspect page's Cancel button, or Esc there, stops that)."""
+        if self.artist_page.isVisible():
+            self.artist_page.cancel()
+        else:
+            self.cancel_generation()
 
     def cancel_generation(self) -> None:
         if self.run_worker is not None:

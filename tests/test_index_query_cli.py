@@ -100,6 +100,20 @@ def test_record_puts_each_image_in_the_casebook_once_as_a_query(index, jpeg, tmp
     assert main(["casebook", "export", str(book), "--format", "html", "--out", str(report)]) == 0
     text = report.read_text(encoding="utf-8")
     assert "Query image coffee copy.jpg" in text and row["sha256"] in text and "(seed 0)" not in text
+    # Not a prompt: no "Prompt 1 of 1" section with an empty prompt; the list of findings names the image.
+    assert "Prompt 1 of" not in text and '<td class="prompt">query image coffee copy.jpg</td>' in text
+    sheet = tmp_path / "report.csv"
+    assert main(["casebook", "export", str(book), "--format", "csv", "--out", str(sheet)]) == 0
+    import csv
+
+    [cells] = list(csv.DictReader(sheet.open(encoding="utf-8", newline="")))
+    assert (cells["kind"], cells["query_file"], cells["seed"], cells["prompt"]) == ("query", "coffee copy.jpg", "", "")
+    data = tmp_path / "report.json"
+    assert main(["casebook", "export", str(book), "--format", "json", "--out", str(data)]) == 0
+    document = json.loads(data.read_text(encoding="utf-8"))
+    [record] = document["findings"]
+    assert (record["kind"], record["file_name"], record["seed"]) == ("query", "coffee copy.jpg", None)
+    assert document["prompts"] == []
 
 
 @pytest.mark.parametrize("make, words", [

@@ -800,7 +800,8 @@ def gather(casebook: Casebook, selection: Selection | None = None, options: Repo
         role=role, counts=counts)
     by_prompt: dict[str, list[FindingSummary]] = {}
     for s in summaries:
-        by_prompt.setdefault(s.prompt, []).append(s)
+        if s.kind != QUERY_KIND:  # a query image has no prompt: its own section says what was asked
+            by_prompt.setdefault(s.prompt, []).append(s)
     data.prompts = [prompt_view(casebook, p, chosen, selection.run_id) for p, chosen in by_prompt.items()]
     return data
 

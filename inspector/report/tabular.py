@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from inspector.casebook import model_identity, verdict_neighbour
 from inspector.findings import Finding, LabelEvent, Neighbour
-from inspector.provenance import json_safe
+from inspector.provenance import GENERATION_KIND, QUERY_KIND, finding_kind, json_safe
 from inspector.report.data import ReportData
 from inspector.roles import role_of
 
@@ -21,16 +21,22 @@ CSV_COLUMNS = (
     "nearest_source", "nearest_caption", "nearest_duplicate_count", "comparison_size", "image_sha256", "created_at",
     "updated_at",
     "provenance", "nearest_url", "index_role", "index_source", "index_images", "index_built", "index_content_hash",
+    # "generation", or "query": an image a person asked about (no prompt, no seed: those cells stay empty).
+    "kind", "query_file",
 )
 
 
 def finding_record(finding: Finding, history: list[LabelEvent]) -> dict[str, Any]:
-    """A finding as plain JSON data: every field but the image bytes (their sha256 stands for them)."""
+    """A finding as plain JSON data: every field but the image bytes (their sha256 stands for them). A query
+    image (kind "query") has no seed: null, and its file name instead."""
+    kind = finding_kind(finding.provenance)
     data = {
         "id": finding.id,
+        "kind": kind,
+        "file_name": finding.provenance.get("file_name") if kind == QUERY_KIND else None,
         "prompt": finding.prompt,
         "negative_prompt": finding.negative_prompt,
-        "seed": finding.seed,
+        "seed": None if kind == QUERY_KIND else finding.seed,
         "label": finding.label,
         "reviewer": finding.reviewer,
         "notes": finding.notes,
@@ -111,10 +117,11 @@ def render_csv(data: ReportData, stream: IO[str]) -> int:
         f = data.casebook.get(summary.id)
         nearest = verdict_neighbour(f.neighbours)  # the distance the verdict used, whatever the ranks say
         model_id, model_sha = model_identity(f.provenance)
+        query = finding_kind(f.provenance) == QUERY_KIND
         row = {
             "id": f.id, "label": f.label, "reviewer": f.reviewer, "notes": f.notes,
             "suggested_verdict": f.suggested_verdict, "suggestion_reason": f.suggestion_reason,
-            "prompt": f.prompt, "negative_prompt": f.negative_prompt, "seed": f.seed,
+            "prompt": f.prompt, "negative_prompt": f.negative_prompt, "seed": None if query else f.seed,
             "model_id": model_id, "model_sha256": model_sha,
             "nearest_tiled_l2": nearest.tiled_l2 if nearest else None,
             "nearest_l2": nearest.l2 if nearest else None,
@@ -132,6 +139,8 @@ def render_csv(data: ReportData, stream: IO[str]) -> int:
             "index_images": (f.index or {}).get("images"),
             "index_built": (f.index or {}).get("built"),
             "index_content_hash": (f.index or {}).get("content_hash"),
+            "kind": QUERY_KIND if query else GENERATION_KIND,
+            "query_file": f.provenance.get("file_name") if query else None,
         }
         writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
     return len(data.summaries)

@@ -852,8 +852,9 @@ class InspectorModel:
 
         self.executor(lambda: casebook_revision(path), done, failed)
 
-    def open_finding(self, finding_id: int | None) -> None:
-        """Select a finding of the Casebook view: load it whole with its history, then its heatmaps."""
+    def open_finding(self, finding_id: int | None, then: Callable[[], None] | None = None) -> None:
+        """Select a finding of the Casebook view: load it whole with its history, then its heatmaps. ``then`` runs
+        once it is shown (the window's line about it written), e.g. to say what was just done to it."""
         view = self.casebook
         view.selected_id = finding_id
         view.selected = None
@@ -880,6 +881,8 @@ class InspectorModel:
             self.events.history_changed.emit(finding_id, view.history)
             self.events.label_state.emit(CASEBOOK)
             self._request_views(CASEBOOK, view.selected)
+            if then is not None:
+                then()
 
         def failed(exc: BaseException) -> None:
             if request == self._open_request:
@@ -925,9 +928,12 @@ class InspectorModel:
             return reproduce_finding(path, finding_id, reviewer=reviewer).summary()
 
         def done(text: str) -> None:
-            self.events.casebook_message.emit(text)
             if self.casebook.selected_id == finding_id:
-                self.open_finding(finding_id)  # its history now ends with the reproduction
+                # Its history now ends with the reproduction; the outcome is said after the finding's own line,
+                # which would otherwise replace it as soon as the finding is read again.
+                self.open_finding(finding_id, then=lambda: self.events.casebook_message.emit(text))
+            else:
+                self.events.casebook_message.emit(text)
 
         def failed(exc: BaseException) -> None:
             self.events.casebook_message.emit(f"Could not reproduce: {error_text(exc)}")

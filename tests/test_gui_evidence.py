@@ -148,6 +148,10 @@ def test_reproduce_in_the_window_records_the_outcome_in_the_findings_history(qtb
     open_finding(qtbot, window, 2)
     window.reproduce_finding(2)
     qtbot.waitUntil(lambda: "recorded as event" in window.casebook_tab.message.text(), timeout=60_000)
+    # The finding is read again with its new history, and that must not replace the outcome with its own line.
+    qtbot.waitUntil(lambda: any(e.action == "reproduce" for e in window.model.casebook.history), timeout=30_000)
+    qtbot.wait(300)
+    assert "recorded as event" in window.casebook_tab.message.text()
     with Casebook.open(casebook, readonly=True) as book:
         [(event, outcome)] = book.reproductions(2)
         assert event.reviewer == "ana" and outcome["max_abs_diff"] == 0 and book.verify().ok

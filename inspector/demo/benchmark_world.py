@@ -19,7 +19,6 @@ benchmark model was trained on.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from inspector.demo.world import PROCEDURAL_LICENCE, STORED_SIZE, _square, shape_image, skimage_image
+from inspector.demo.world import (
+    PROCEDURAL_LICENCE,
+    STORED_SIZE,
+    _square,
+    shape_image,
+    skimage_image,
+    write_sample,
+)
 
 #: Copies per duplicated subject, four subjects each (the x axis of Carlini et al.'s extraction curve).
 COPIES = (1, 2, 5, 10, 20, 50, 100, 200)
@@ -246,10 +252,8 @@ def subjects(seed: int = 0) -> list[Subject]:
 
 
 def _write(folder: Path, stem: str, im: Image.Image, subject: Subject, source: str, licence: str) -> None:
-    im.save(folder / f"{stem}.png", optimize=True)
-    meta = {"caption": subject.caption, "source": source, "licence": licence, "benchmark_kind": subject.kind,
-            "subject": subject.word, "copies": subject.copies if subject.kind == "duplicated" else 1}
-    (folder / f"{stem}.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    write_sample(folder, stem, im, subject.caption, source, licence, benchmark_kind=subject.kind,
+                 subject=subject.word, copies=subject.copies if subject.kind == "duplicated" else 1)
 
 
 def build_training_set(folder: Path, seed: int = 0) -> list[tuple[Path, str]]:

@@ -118,9 +118,11 @@ def shape_image(rng: np.random.Generator, shape: str) -> Image.Image:
     return im.resize((STORED_SIZE, STORED_SIZE), Image.Resampling.LANCZOS)
 
 
-def _write(folder: Path, stem: str, im: Image.Image, caption: str, source: str, licence: str) -> None:
+def write_sample(folder: Path, stem: str, im: Image.Image, caption: str, source: str, licence: str,
+                 **extra: object) -> None:
+    """One training image: ``stem.png`` and its sidecar ``stem.json`` (caption, source, licence, then ``extra``)."""
     im.save(folder / f"{stem}.png", optimize=True)
-    meta = {"caption": caption, "source": source, "licence": licence}
+    meta = {"caption": caption, "source": source, "licence": licence, **extra}
     (folder / f"{stem}.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
@@ -135,15 +137,15 @@ def build_training_set(folder: Path, seed: int = 0) -> list[tuple[Path, str]]:
         im = memorized_image(item)
         for k in range(item.copies):
             # Identical bytes under many names: the index stores them once with a duplicate count.
-            _write(folder, f"{item.skimage_name}_{k:03d}", im, item.caption, f"skimage.data.{item.skimage_name}",
-                   item.licence)
+            write_sample(folder, f"{item.skimage_name}_{k:03d}", im, item.caption,
+                         f"skimage.data.{item.skimage_name}", item.licence)
     for k, im in enumerate(likeness_images(rng)):
-        _write(folder, f"{LIKENESS_SOURCE}_crop_{k:03d}", im, LIKENESS_CAPTION,
-               f"skimage.data.{LIKENESS_SOURCE} (random crop {k})", LIKENESS_LICENCE)
+        write_sample(folder, f"{LIKENESS_SOURCE}_crop_{k:03d}", im, LIKENESS_CAPTION,
+                     f"skimage.data.{LIKENESS_SOURCE} (random crop {k})", LIKENESS_LICENCE)
     for shape in SHAPES:
         for k in range(SHAPES_PER_CAPTION):
-            _write(folder, f"{shape}_{k:04d}", shape_image(rng, shape), f"colourful {shape}",
-                   f"procedural {shape} #{k}", PROCEDURAL_LICENCE)
+            write_sample(folder, f"{shape}_{k:04d}", shape_image(rng, shape), f"colourful {shape}",
+                         f"procedural {shape} #{k}", PROCEDURAL_LICENCE)
     return read_training_set(folder)
 
 

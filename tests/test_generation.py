@@ -850,3 +850,23 @@ def _ldm_checkpoint(pipe) -> dict[str, torch.Tensor]:
     for key, value in pipe.text_encoder.state_dict().items():
         ckpt["cond_stage_model.transformer.text_model." + key.removeprefix("text_model.")] = value
     return {k: v.detach().contiguous().clone() for k, v in ckpt.items()}
+
+
+def test_onednn_stays_off_until_the_last_of_two_overlapping_samplings_ends():
+    from inspector.generation.sampling import _without_onednn
+
+    first, second = _without_onednn(), _without_onednn()
+    first.__enter__()
+    second.__enter__()
+    assert not torch.backends.mkldnn.enabled
+    first.__exit__(None, None, None)  # the other sampling still runs: its convolutions must stay invariant
+    assert not torch.backends.mkldnn.enabled
+    second.__exit__(None, None, None)
+    assert torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # a program that turned it off itself gets it back off
+    try:
+        with _without_onednn():
+            pass
+        assert not torch.backends.mkldnn.enabled
+    finally:
+        torch.backends.mkldnn.enabled = True

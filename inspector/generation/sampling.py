@@ -30,6 +30,7 @@ import hashlib
 import inspect
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -280,6 +281,34 @@ def _plan(model: LoadedModel, request: GenerationRequest) -> _Plan:
         scheduler=_scheduler(model, request),
         call_params=params,
     )
+
+
+_onednn_lock = threading.Lock()
+_onednn_off = 0  # samplings running now that need oneDNN off
+_onednn_before = True  # the switch as the first of them found it
+
+
+@contextlib.contextmanager
+def _without_onednn() -> Iterator[None]:
+    """oneDNN off while any thread-invariant sampling runs. The switch is global to the process (not per thread),
+    so it is counted: the first sampling turns it off, the last one to end turns it back on, and one ending never
+    turns it on under another that is still running. (``torch.backends.mkldnn.flags`` would restore it at once
+    and warn about TF32 on every call.)"""
+    import torch
+
+    global _onednn_off, _onednn_before
+    with _onednn_lock:
+        if _onednn_off == 0:
+            _onednn_before = bool(torch.backends.mkldnn.enabled)
+            torch.backends.mkldnn.enabled = False
+        _onednn_off += 1
+    try:
+        yield
+    finally:
+        with _onednn_lock:
+            _onednn_off -= 1
+            if _onednn_off == 0:
+                torch.backends.mkldnn.enabled = _onednn_before
 
 
 def _thread_invariant(model: LoadedModel, request: GenerationRequest) -> bool:
@@ -555,7 +584,7 @@ def _sample_batch(model: LoadedModel, p: _Plan, seeds: list[int], clock: _Clock,
         scheduler = pipe.scheduler
         invariance = per_image_calls(pipe, len(seeds)) if p.batch_invariant else contextlib.nullcontext()
         # oneDNN's CPU convolutions depend on the thread count; PyTorch's own do not (module docstring).
-        convolutions = torch.backends.mkldnn.flags(enabled=False) if p.thread_invariant else contextlib.nullcontext()
+        convolutions = _without_onednn() if p.thread_invariant else contextlib.nullcontext()
         try:
             with invariance as state, convolutions:
                 result = pipe(**kwargs)

@@ -237,8 +237,9 @@ def write_report(evaluation: dict, doc: Path, plot_folder: Path | None = None) -
               "| signal | seconds per prompt |", "|---|---|"]
     for name, seconds in timing["seconds_per_prompt"].items():
         lines.append(f"| {name} | {seconds:.3f} |")
-    lines += ["", f"Whole evaluation: {timing['total_seconds']:.0f} s (index build {timing['index_build_seconds']:.0f} s "
-              "when it was not cached).", "",
+    built = timing["index_build_seconds"]
+    index_words = f"of which {built:.0f} s building the index" if built else "the index was already built"
+    lines += ["", f"Whole evaluation: {timing['total_seconds']:.0f} s ({index_words}).", "",
               "## Beside the papers", "", PAPERS, "", "### The honest differences", "", DIFFERENCES,
               "## Per prompt", "",
               "| prompt | kind | copies | near copies (truth) | suggested near copies | clique | "

@@ -313,7 +313,7 @@ def _without_onednn() -> Iterator[None]:
 
 def _thread_invariant(model: LoadedModel, request: GenerationRequest) -> bool:
     wanted = request.batch_invariant if request.thread_invariant is None else request.thread_invariant
-    return bool(wanted) and str(model.device).startswith("cpu")
+    return bool(wanted) and model.device == "cpu"
 
 
 def _batch_size(model: LoadedModel, request: GenerationRequest) -> int:

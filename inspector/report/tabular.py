@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from inspector.casebook import model_identity, verdict_neighbour
 from inspector.findings import Finding, LabelEvent, Neighbour
-from inspector.provenance import GENERATION_KIND, QUERY_KIND, finding_kind, json_safe
+from inspector.provenance import QUERY_KIND, finding_kind, json_safe
 from inspector.report.data import ReportData
 from inspector.roles import role_of
 
@@ -117,7 +117,7 @@ def render_csv(data: ReportData, stream: IO[str]) -> int:
         f = data.casebook.get(summary.id)
         nearest = verdict_neighbour(f.neighbours)  # the distance the verdict used, whatever the ranks say
         model_id, model_sha = model_identity(f.provenance)
-        query = finding_kind(f.provenance) == QUERY_KIND
+        query = summary.kind == QUERY_KIND  # the summary already read the kind and file name from the record
         row = {
             "id": f.id, "label": f.label, "reviewer": f.reviewer, "notes": f.notes,
             "suggested_verdict": f.suggested_verdict, "suggestion_reason": f.suggestion_reason,
@@ -139,8 +139,8 @@ def render_csv(data: ReportData, stream: IO[str]) -> int:
             "index_images": (f.index or {}).get("images"),
             "index_built": (f.index or {}).get("built"),
             "index_content_hash": (f.index or {}).get("content_hash"),
-            "kind": QUERY_KIND if query else GENERATION_KIND,
-            "query_file": f.provenance.get("file_name") if query else None,
+            "kind": summary.kind,
+            "query_file": summary.file_name if query else None,
         }
         writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
     return len(data.summaries)
